@@ -1,0 +1,3 @@
+"""llmclf: decoder LLMs as text classifiers."""
+
+__version__ = "0.1.0"
