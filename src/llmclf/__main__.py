@@ -1,0 +1,5 @@
+import sys
+
+from llmclf.cli import main
+
+sys.exit(main())

@@ -1,0 +1,170 @@
+"""The `llmclf` command: a table from subcommand to function.
+
+    llmclf train --data reviews.csv --model tiny-random-llama --output runs/tiny
+    llmclf evaluate --model runs/tiny --data test.csv --output runs/tiny-eval
+    llmclf predict --model runs/tiny "Great value for money."
+
+A user mistake (UserError) is printed as one line on stderr with exit code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import fields
+
+from llmclf.config import TrainArgs, field_docs, flag, recipe_names
+from llmclf.errors import UserError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus an error on two lines; we promise one line and exit code 2."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainArgs field, same name, the field's docstring as help; unset flags stay None."""
+    docs = field_docs()
+    for f in fields(TrainArgs):
+        kind = str(f.type)
+        if kind == "bool":
+            parser.add_argument(flag(f.name), action="store_true", default=None, help=docs.get(f.name))
+        else:
+            python_type = {"int": int, "float": float}.get(kind.split(" ")[0], str)
+            parser.add_argument(flag(f.name), type=python_type, default=None, help=docs.get(f.name),
+                                metavar=f.name.upper())
+
+
+def cmd_train(ns: argparse.Namespace) -> int:
+    from llmclf.config import resolve_train_args
+    from llmclf.metrics import summary_line
+    from llmclf.train import train
+
+    overrides = {f.name: getattr(ns, f.name) for f in fields(TrainArgs)}
+    recipe = ns.recipe if ns.recipe or ns.config else "default"
+    args = resolve_train_args(recipe=recipe, config=ns.config, overrides=overrides)
+    output = train(args, overwrite=ns.overwrite, resume=ns.resume)
+    import json
+
+    results = json.loads((output / "metrics.json").read_text())
+    print(f"validation: {summary_line(results['validation'])}")
+    if "test" in results:
+        print(f"test:       {summary_line(results['test'])}")
+    print(f"model, metrics, plots and model card in {output}/")
+    return 0
+
+
+def cmd_evaluate(ns: argparse.Namespace) -> int:
+    from llmclf.evaluate import evaluate
+    from llmclf.metrics import summary_line
+
+    metrics = evaluate(ns.model, ns.data, ns.output, text_column=ns.text_column, label_column=ns.label_column,
+                       batch_size=ns.batch_size, max_length=ns.max_length, overwrite=ns.overwrite)
+    print(summary_line(metrics))
+    if ns.output:
+        print(f"metrics.json and plots in {ns.output}/")
+    return 0
+
+
+def cmd_predict(ns: argparse.Namespace) -> int:
+    from llmclf.predict import Classifier
+
+    texts = ns.texts
+    if texts == ["-"]:
+        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not texts:
+        raise UserError("no texts to classify; pass them as arguments, or - to read one per line from stdin.")
+    classifier = Classifier.from_pretrained(ns.model, batch_size=ns.batch_size,
+                                            **({"max_length": ns.max_length} if ns.max_length else {}))
+    probs = classifier.predict_proba(texts)
+    for text, row in zip(texts, probs):
+        best = int(row.argmax())
+        print(f"{classifier.id2label[best]}\t{row[best]:.4f}\t{text}")
+    return 0
+
+
+def cmd_demo(ns: argparse.Namespace) -> int:
+    from llmclf.demo import run_demo
+
+    run_demo(ns.output, overwrite=ns.overwrite)
+    return 0
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="llmclf", description="Decoder LLMs as text classifiers: train, evaluate, predict.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    p = sub.add_parser("train", help="fine-tune a classifier", description="Fine-tune a classifier. Settings: "
+                       "defaults, then --recipe or --config, then the flags below.")
+    p.add_argument("--recipe", help=f"a named recipe: {', '.join(recipe_names())} (default: default)")
+    p.add_argument("--config", help="a YAML file of settings (the keys are the flag names with underscores)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    add_train_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained classifier on labelled data")
+    p.add_argument("--model", required=True, help="a directory written by llmclf train")
+    p.add_argument("--data", required=True, help="labelled data: a file, folder or hub dataset name[:split]")
+    p.add_argument("--output", help="directory for metrics.json and plots")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--max-length", type=positive_int, default=None, help="default: the model's training max_length")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="label texts with a trained classifier")
+    p.add_argument("texts", nargs="*", help="texts to classify, or - to read one per line from stdin")
+    p.add_argument("--model", required=True, help="a directory written by llmclf train")
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--max-length", type=positive_int, default=None, help="default: the model's training max_length")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="the whole pipeline offline on a bundled sample, in minutes on a CPU")
+    p.add_argument("--output", default="runs/demo", help="where the demo model and report go")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def quiet_libraries() -> None:
+    """Keep the terminal for progress bars and our own lines; library warnings go unless asked for."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not os.environ.get("LLMCLF_VERBOSE"):
+        import warnings
+
+        warnings.filterwarnings("ignore")
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        ns = build_parser().parse_args(argv)
+        quiet_libraries()
+        return ns.func(ns)
+    except UserError as exc:
+        print(f"llmclf: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("llmclf: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

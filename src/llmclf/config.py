@@ -1,0 +1,209 @@
+"""Typed training config: defaults in code, then a recipe or YAML file, then CLI overrides.
+
+One name per setting: the dataclass field is the YAML key, the CLI flag (``--learning-rate``), the log key
+and the model-card entry. Unknown keys are errors that name the key.
+
+>>> args = resolve_train_args(recipe="seed", overrides={"epochs": 1})
+>>> args.learning_rate, args.epochs, args.warmup_ratio
+(3e-05, 1.0, 0.4)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmclf.errors import UserError
+
+PADDING_CHOICES = ("longest", "max_length")
+REPORT_TO_CHOICES = ("none", "tensorboard", "mlflow")
+BEST_METRIC_CHOICES = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "loss")
+
+
+@dataclass
+class TrainArgs:
+    # --- data ---
+    data: str | None = None
+    """Training data: a file (CSV, TSV, JSONL, Parquet), an aclImdb-style folder, or a hub dataset `name[:split]`."""
+    validation_data: str | None = None
+    """Validation data; without it `validation_fraction` of the training data is held out."""
+    test_data: str | None = None
+    """Optional test data, evaluated once at the end."""
+    text_column: str = "text"
+    """Column holding the text."""
+    label_column: str = "label"
+    """Column holding the label (integers or strings)."""
+    label_names: list[str] | None = None
+    """Names for integer labels 0..K-1, in order (e.g. neg,pos); saved runs record the names used."""
+    validation_fraction: float = 0.2
+    """Share of the training data held out for validation when no validation data is given (the card's 80/20)."""
+    max_train_samples: int | None = None
+    """Use only the first N training examples after the split (for quick runs)."""
+    max_eval_samples: int | None = None
+    """Use only the first N validation examples (for quick runs)."""
+    # --- model ---
+    model: str = "smollm2-135m"
+    """Backbone: an alias, a hub id, a local Hugging Face directory or a .gguf file."""
+    max_length: int = 512
+    """Texts are truncated to this many tokens."""
+    padding: str = "longest"
+    """`longest` pads each batch to its longest text; `max_length` pads every text to max_length (the card)."""
+    lora: bool = False
+    """Train LoRA adapters (and the classification head) instead of all weights."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA path."""
+    save_adapter: bool = False
+    """For a LoRA run, save the adapter and head alone instead of a merged model."""
+    # --- optimisation ---
+    epochs: float = 1.0
+    """Passes over the training data."""
+    batch_size: int = 8
+    """Training examples per step (per device)."""
+    eval_batch_size: int = 16
+    """Examples per evaluation step."""
+    gradient_accumulation_steps: int = 1
+    """Steps whose gradients are summed before an optimizer update."""
+    learning_rate: float = 5e-5
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    warmup_ratio: float = 0.1
+    """Share of the optimizer steps spent warming the learning rate up linearly."""
+    lr_scheduler_type: str = "linear"
+    """Learning-rate schedule after warm-up (a transformers scheduler name)."""
+    seed: int = 42
+    """Seed for the split, the head's initialisation and data order."""
+    # --- selection and logging ---
+    best_metric: str | None = None
+    """Keep the epoch with the best value of this validation metric; None keeps the last epoch (the card)."""
+    early_stopping_patience: int | None = None
+    """Stop after this many evaluations without improvement of best_metric (requires best_metric)."""
+    report_to: str = "none"
+    """Also log to `tensorboard` or `mlflow`."""
+    keep_checkpoints: bool = False
+    """Keep the per-epoch checkpoints in the output directory after a successful run."""
+    output: str = "runs/llmclf-model"
+    """Output directory."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_length", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "lora_r"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"{flag(name)} must be an integer of at least 1, got {value!r}.")
+        for name in ("max_train_samples", "max_eval_samples", "early_stopping_patience"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise UserError(f"{flag(name)} must be an integer of at least 1, got {value!r}.")
+        if not self.epochs > 0:
+            raise UserError(f"--epochs must be above 0, got {self.epochs!r}.")
+        if not self.learning_rate > 0:
+            raise UserError(f"--learning-rate must be above 0, got {self.learning_rate!r}.")
+        if not 0 <= self.warmup_ratio < 1:
+            raise UserError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio!r}.")
+        if not 0 < self.validation_fraction < 1:
+            raise UserError(f"--validation-fraction must be in (0, 1), got {self.validation_fraction!r}.")
+        if self.padding not in PADDING_CHOICES:
+            raise UserError(f"--padding must be one of {', '.join(PADDING_CHOICES)}, got {self.padding!r}.")
+        if self.report_to not in REPORT_TO_CHOICES:
+            raise UserError(f"--report-to must be one of {', '.join(REPORT_TO_CHOICES)}, got {self.report_to!r}.")
+        if self.best_metric is not None and self.best_metric not in BEST_METRIC_CHOICES:
+            raise UserError(
+                f"--best-metric must be one of {', '.join(BEST_METRIC_CHOICES)}, got {self.best_metric!r}."
+            )
+        if self.early_stopping_patience is not None and self.best_metric is None:
+            raise UserError("--early-stopping-patience needs --best-metric to know what to watch; pass both.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def flag(name: str) -> str:
+    """The CLI flag of a config field: ``flag("max_length") == "--max-length"``."""
+    return "--" + name.replace("_", "-")
+
+
+def field_docs() -> dict[str, str]:
+    """Field name -> the docstring under it in TrainArgs (shown as the CLI help)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(TrainArgs))
+    body = tree.body[0].body
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+            docs[node.target.id] = after.value.value
+    return docs
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.name[: -len(".yaml")] for p in resources.files("llmclf.configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def recipe_path(name: str) -> Path:
+    path = resources.files("llmclf.configs") / f"{name}.yaml"
+    if not path.is_file():
+        raise UserError(f"--recipe {name}: no such recipe; known recipes: {', '.join(recipe_names())}.")
+    return Path(str(path))
+
+
+def read_yaml_config(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--config {path}: file not found; pass the path of a YAML config file.")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UserError(f"--config {path}: not valid YAML ({str(exc).splitlines()[0]}); fix the file.") from None
+    if not isinstance(values, dict):
+        raise UserError(f"--config {path}: expected a mapping of settings at the top level; fix the file.")
+    known = {f.name for f in fields(TrainArgs)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(f"{path}: unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(sorted(known))}.")
+    return values
+
+
+def resolve_train_args(
+    recipe: str | None = None, config: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> TrainArgs:
+    """Defaults, then `recipe` (a name in configs/) or `config` (a YAML file), then `overrides`."""
+    if recipe is not None and config is not None:
+        raise UserError("--recipe and --config both given; pass one of them.")
+    values: dict[str, Any] = {}
+    if recipe is not None:
+        values.update(read_yaml_config(recipe_path(recipe)))
+    if config is not None:
+        values.update(read_yaml_config(config))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return TrainArgs(**{name: _check_type(name, value) for name, value in values.items()})
+
+
+def _check_type(name: str, value: Any) -> Any:
+    """YAML gives ints where floats are meant (``epochs: 10``); strings for numbers are user mistakes."""
+    kind = {f.name: f.type for f in fields(TrainArgs)}[name]
+    if value is None:
+        if "None" not in kind:
+            raise UserError(f"{flag(name)} needs a value ({kind}), got none.")
+        return None
+    if kind.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind.startswith("list"):
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",")]
+        if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
+            raise UserError(f"{flag(name)} must be a list of names, got {value!r}.")
+        return [str(v) for v in value]
+    expected = {"float": float, "int": int, "bool": bool, "str": str}[kind.split(" ")[0]]
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise UserError(f"{flag(name)} must be of type {kind}, got {value!r}.")
+    return value

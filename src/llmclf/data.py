@@ -1,0 +1,231 @@
+"""Labelled text data: load from files, folders or the hub; derive label maps; split.
+
+>>> texts, labels = load_labelled("reviews.csv", text_column="review", label_column="sentiment")  # doctest: +SKIP
+>>> id2label, label2id = make_label_maps(labels)                                                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmclf.errors import UserError
+
+FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+
+
+@dataclass
+class LabelledTexts:
+    texts: list[str]
+    labels: list[Any]
+    """Raw labels as found (int or str); encode them with a label2id map."""
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def load_labelled(source: str, text_column: str = "text", label_column: str = "label", what: str = "--data") -> LabelledTexts:
+    """Read (texts, raw labels) from a file, an aclImdb-style folder or a hub dataset ``name[:split]``.
+
+    `what` names the option the source came from, so errors point at it.
+    """
+    path = Path(source)
+    if path.is_dir():
+        texts, labels = _read_folder(path, what)
+    elif path.suffix.lower() in FILE_FORMATS or path.exists():
+        texts, labels = _read_file(path, text_column, label_column, what)
+    elif _looks_like_path(source):
+        raise UserError(f"{what} {source}: file not found; check the path.")
+    else:
+        texts, labels = _read_hub(source, text_column, label_column, what)
+    _check_texts(texts, labels, source, what)
+    return LabelledTexts(texts, labels, source)
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith((".", "/", "~")) or "\\" in source or Path(source).suffix != "" and ":" not in source
+
+
+def _read_file(path: Path, text_column: str, label_column: str, what: str) -> tuple[list, list]:
+    import pandas as pd
+
+    if not path.is_file():
+        raise UserError(f"{what} {path}: file not found; check the path.")
+    kind = FILE_FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise UserError(
+            f"{what} {path}: unknown format {path.suffix or '(no extension)'!r}; use one of "
+            f"{', '.join(sorted(FILE_FORMATS))} or an aclImdb-style folder."
+        )
+    try:
+        if kind == "parquet":
+            frame = pd.read_parquet(path)
+        else:
+            # Decode strictly ourselves: pandas would otherwise guess, or fail deep inside its C parser.
+            raw = path.read_bytes().decode("utf-8-sig")
+            import io
+
+            if kind == "jsonl":
+                frame = pd.read_json(io.StringIO(raw), lines=True, dtype=False)
+            else:
+                frame = pd.read_csv(io.StringIO(raw), sep="\t" if kind == "tsv" else ",", dtype=object,
+                                    keep_default_na=False)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{what} {path}: not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8.") from None
+    except Exception as exc:  # pandas/pyarrow raise many types for a malformed file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{what} {path}: cannot read it as {kind} ({first}); check the file's format.") from None
+    columns = [str(c) for c in frame.columns]
+    for role, column in (("text", text_column), ("label", label_column)):
+        if column not in columns:
+            raise UserError(
+                f"{what} {path}: no {role} column {column!r}; columns found: {', '.join(columns) or '(none)'}. "
+                f"Pass --{role}-column."
+            )
+    labels = [_normalise_label(v) for v in frame[label_column].tolist()]
+    return frame[text_column].tolist(), labels
+
+
+def _normalise_label(value: Any) -> Any:
+    """Integers stay integers (also when a CSV gives "1" or pandas gives 1.0); anything else is a string."""
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)):
+        return str(value).lower()
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return str(value).strip()
+
+
+def _read_folder(path: Path, what: str) -> tuple[list, list]:
+    """aclImdb layout: DIR/<label>/*.txt; given the dataset root, its train/ folder is used."""
+    if (path / "train").is_dir() and not list(path.glob("*/*.txt")):
+        path = path / "train"
+    class_dirs = sorted(d for d in path.iterdir() if d.is_dir() and any(d.glob("*.txt")))
+    if not class_dirs:
+        raise UserError(
+            f"{what} {path}: no class folders with .txt files; expected an aclImdb-style layout "
+            f"such as {path}/pos/*.txt and {path}/neg/*.txt."
+        )
+    texts, labels = [], []
+    for class_dir in class_dirs:
+        for file in sorted(class_dir.glob("*.txt")):
+            try:
+                texts.append(file.read_bytes().decode("utf-8-sig"))
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{what} {file}: not valid UTF-8 (byte {exc.start}); re-save it as UTF-8.") from None
+            labels.append(class_dir.name)
+    return texts, labels
+
+
+def _read_hub(source: str, text_column: str, label_column: str, what: str) -> tuple[list, list]:
+    """``imdb`` or ``imdb:test``: datasets.load_dataset, for users who can reach the hub."""
+    name, _, split = source.partition(":")
+    split = split or "train"
+    try:
+        import datasets
+
+        dataset = datasets.load_dataset(name, split=split)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"{what} {source}: not a local file or folder, and loading it as a hub dataset failed ({first}); "
+            "check the path, or the dataset name and network access."
+        ) from None
+    columns = list(dataset.column_names)
+    for role, column in (("text", text_column), ("label", label_column)):
+        if column not in columns:
+            raise UserError(f"{what} {source}: no {role} column {column!r}; columns found: {', '.join(columns)}. "
+                            f"Pass --{role}-column.")
+    labels = list(dataset[label_column])
+    feature = dataset.features[label_column]
+    if hasattr(feature, "names") and feature.names:  # ClassLabel: use the real names (imdb: neg/pos)
+        labels = [feature.names[i] for i in labels]
+    return list(dataset[text_column]), [_normalise_label(v) for v in labels]
+
+
+def _check_texts(texts: list, labels: list, source: str, what: str) -> None:
+    if not texts:
+        raise UserError(f"{what} {source}: no examples found; give a file with at least one labelled row.")
+    for row, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            shown = "empty" if isinstance(text, str) or text is None else f"not a string ({type(text).__name__})"
+            raise UserError(f"{what} {source}: row {row + 1} has {shown} text; remove or fill that row.")
+    for row, label in enumerate(labels):
+        if label is None or label == "":
+            raise UserError(f"{what} {source}: row {row + 1} has no label; remove or label that row.")
+
+
+def make_label_maps(labels: list[Any], label_names: list[str] | None = None) -> tuple[dict[int, str], dict[str, int]]:
+    """Deterministic maps: integer labels keep their values as ids, string labels are sorted.
+
+    >>> make_label_maps(["pos", "neg", "pos"])
+    ({0: 'neg', 1: 'pos'}, {'neg': 0, 'pos': 1})
+    >>> make_label_maps([1, 0], label_names=["negative", "positive"])
+    ({0: 'negative', 1: 'positive'}, {'negative': 0, 'positive': 1})
+    """
+    distinct = set(labels)
+    if all(isinstance(v, int) for v in distinct):
+        if label_names is not None:
+            if min(distinct) < 0 or max(distinct) >= len(label_names):
+                raise UserError(f"--label-names gives {len(label_names)} names but the labels run from "
+                                f"{min(distinct)} to {max(distinct)}; give one name per label id 0..{max(distinct)}.")
+            id2label = {i: str(name) for i, name in enumerate(label_names)}
+        else:
+            # 0..K-1 keep their values as ids; other integers (star ratings 1-10, say) are numbered in order.
+            id2label = dict(enumerate(str(v) for v in sorted(distinct)))
+    else:
+        if label_names is not None:
+            raise UserError("--label-names applies to integer labels only; the data's labels are already names.")
+        id2label = dict(enumerate(sorted(str(v) for v in distinct)))
+    if len(id2label) < 2:
+        raise UserError(f"the training data has a single class ({id2label[0]!r}); a classifier needs at least two.")
+    if len(set(id2label.values())) != len(id2label):
+        raise UserError("label names are not unique; give distinct --label-names.")
+    return id2label, {name: i for i, name in id2label.items()}
+
+
+def encode_labels(labels: list[Any], id2label: dict[int, str], what: str = "--data") -> list[int]:
+    """Map raw labels (ids or names) to ids; a label never seen in training is a user error."""
+    label2id = {name: i for i, name in id2label.items()}
+    ids = []
+    for row, label in enumerate(labels):
+        if str(label) in label2id:
+            ids.append(label2id[str(label)])
+        elif isinstance(label, int) and label in id2label:  # integer ids for named labels (--label-names)
+            ids.append(label)
+        else:
+            raise UserError(
+                f"{what}: row {row + 1} has label {label!r}, never seen in training (labels: "
+                f"{', '.join(id2label.values())}); fix the label or add it to the training data."
+            )
+    return ids
+
+
+def split_train_validation(data: LabelledTexts, fraction: float = 0.2, seed: int = 42) -> tuple[LabelledTexts, LabelledTexts]:
+    """Hold out `fraction` for validation, shuffled with `seed` (the card's 80/20, seed 42).
+
+    Stratified by label so that small data sets keep every class on both sides.
+    """
+    from sklearn.model_selection import train_test_split
+
+    indices = list(range(len(data)))
+    counts = {}
+    for label in data.labels:
+        counts[label] = counts.get(label, 0) + 1
+    stratify = data.labels if min(counts.values()) >= 2 and len(data) * fraction >= len(counts) else None
+    if len(data) < 2:
+        raise UserError(f"--data {data.source}: {len(data)} example(s) cannot be split; give at least 2, "
+                        "or pass --validation-data.")
+    train_idx, val_idx = train_test_split(indices, test_size=fraction, random_state=seed, stratify=stratify)
+    pick = lambda idx, tag: LabelledTexts([data.texts[i] for i in idx], [data.labels[i] for i in idx],
+                                          f"{data.source} ({tag})")
+    return pick(train_idx, f"{1 - fraction:.0%} split, seed {seed}"), pick(val_idx, f"{fraction:.0%} split, seed {seed}")

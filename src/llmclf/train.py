@@ -1,0 +1,243 @@
+"""Fine-tune a decoder LLM as a sequence classifier: data -> model -> Trainer -> metrics, plots, card, model.
+
+    llmclf train --data ../shared/data/imdb/train.parquet --recipe seed --output runs/imdb
+
+Reads top to bottom: `train()` checks every input before it writes anything, trains in a staging directory
+beside --output, and renames it into place only when the run is complete, so a run that fails or is killed
+never leaves a directory that looks finished (`--resume` continues it from its last epoch checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from llmclf import metrics as M
+from llmclf.config import TrainArgs
+from llmclf.data import LabelledTexts, encode_labels, load_labelled, make_label_maps, split_train_validation
+from llmclf.errors import UserError
+from llmclf.models import CONFIG_FILE, add_lora, load_backbone, save_classifier
+from llmclf.plots import write_plots
+from llmclf.report import write_model_card
+
+
+@dataclass
+class Splits:
+    train: LabelledTexts
+    validation: LabelledTexts
+    test: LabelledTexts | None
+    id2label: dict[int, str]
+
+
+def staging_dir(output: Path) -> Path:
+    return output.parent / f".{output.name}.llmclf-partial"
+
+
+def check_output(output: Path, overwrite: bool, resume: bool) -> None:
+    stage = staging_dir(output)
+    if resume:
+        if not list((stage / "checkpoints").glob("checkpoint-*")):
+            raise UserError(f"--resume: no unfinished run with checkpoints for --output {output} "
+                            f"(looked in {stage}); start it without --resume.")
+        return
+    if stage.exists() and not overwrite:
+        raise UserError(f"--output {output}: an unfinished run is in {stage}; pass --resume to continue it "
+                        "or --overwrite to start over.")
+    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not overwrite:
+        what = "holds a model" if (output / "config.json").exists() or (output / CONFIG_FILE).exists() else "is not empty"
+        raise UserError(f"--output {output} {what}; pass --overwrite to replace it, or choose another --output.")
+
+
+def load_splits(args: TrainArgs) -> Splits:
+    if args.data is None:
+        raise UserError("no training data; pass --data PATH_OR_NAME (a CSV/TSV/JSONL/Parquet file, a folder, or e.g. imdb).")
+    columns = dict(text_column=args.text_column, label_column=args.label_column)
+    data = load_labelled(args.data, what="--data", **columns)
+    id2label, _ = make_label_maps(data.labels, args.label_names)
+    if args.validation_data:
+        train, validation = data, load_labelled(args.validation_data, what="--validation-data", **columns)
+    else:
+        train, validation = split_train_validation(data, args.validation_fraction, args.seed)
+    test = load_labelled(args.test_data, what="--test-data", **columns) if args.test_data else None
+    if len(set(encode_labels(train.labels, id2label))) < 2:
+        raise UserError(f"--data {args.data}: after the split the training part has a single class; add examples.")
+    for name, part in (("--validation-data", validation), ("--test-data", test)):
+        if part is not None:
+            part.labels = encode_labels(part.labels, id2label, what=f"{name} {part.source}")
+    train.labels = encode_labels(train.labels, id2label)
+    if args.max_train_samples:
+        train = LabelledTexts(train.texts[: args.max_train_samples], train.labels[: args.max_train_samples], train.source)
+    if args.max_eval_samples:
+        validation = LabelledTexts(validation.texts[: args.max_eval_samples], validation.labels[: args.max_eval_samples],
+                                   validation.source)
+    return Splits(train, validation, test, id2label)
+
+
+class TokenizedTexts:
+    """A list-backed dataset of tokenized examples; padding happens per batch in the collator."""
+
+    def __init__(self, part: LabelledTexts, tokenizer, max_length: int):
+        encoded = tokenizer(part.texts, truncation=True, max_length=max_length)
+        self.rows = [
+            {"input_ids": ids, "attention_mask": mask, "labels": label}
+            for ids, mask, label in zip(encoded["input_ids"], encoded["attention_mask"], part.labels)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.rows[i]
+
+
+def trainer_metrics(id2label: dict[int, str]):
+    """Trainer's compute_metrics: our metrics on softmax probabilities, flattened to scalars for its logs."""
+
+    def compute(eval_pred) -> dict[str, float]:
+        logits, labels = eval_pred.predictions, eval_pred.label_ids
+        full = M.compute_metrics(np.asarray(labels), M.softmax(logits), id2label)
+        keys = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted", "roc_auc")
+        return {k: full[k] for k in keys if full[k] is not None}
+
+    return compute
+
+
+def history_rows(log_history: list[dict]) -> list[dict]:
+    """Trainer's log history -> one row per epoch: train_loss, eval_* metrics, learning_rate."""
+    rows: dict[float, dict] = {}
+    for entry in log_history:
+        if "epoch" not in entry:
+            continue
+        row = rows.setdefault(round(float(entry["epoch"]), 4), {"epoch": round(float(entry["epoch"]), 4)})
+        for key, value in entry.items():
+            if key == "loss":
+                row["train_loss"] = value
+            elif key.startswith("eval_") and not key.endswith(("_runtime", "_per_second")):
+                row[key] = value
+            elif key == "learning_rate":
+                row[key] = value
+    return [rows[e] for e in sorted(rows) if any(k.startswith("eval_") for k in rows[e])]
+
+
+def training_arguments(args: TrainArgs, checkpoints: Path):
+    import torch
+    from transformers import TrainingArguments
+
+    cuda = torch.cuda.is_available()
+    best = args.best_metric
+    return TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=args.epochs,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.eval_batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
+        lr_scheduler_type=args.lr_scheduler_type,
+        optim="adamw_torch_fused" if cuda else "adamw_torch",
+        seed=args.seed,
+        data_seed=args.seed,
+        bf16=cuda,
+        use_cpu=not cuda,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="epoch",
+        save_total_limit=2 if best else 1,
+        load_best_model_at_end=best is not None,
+        metric_for_best_model=best,
+        greater_is_better=None if best is None else best != "loss",
+        report_to=[] if args.report_to == "none" else [args.report_to],
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+
+
+def check_report_to(report_to: str) -> None:
+    import importlib.util
+
+    module = {"tensorboard": "tensorboard", "mlflow": "mlflow"}.get(report_to)
+    if module and importlib.util.find_spec(module) is None:
+        raise UserError(f"--report-to {report_to}: {module} is not installed; run `pip install 'llmclf[{module}]'`.")
+
+
+def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Path:
+    """Fine-tune `args.model` on `args.data`; returns the finished output directory.
+
+    >>> train(TrainArgs(data="reviews.csv", model="tiny-random-llama", output="runs/tiny"))  # doctest: +SKIP
+    PosixPath('runs/tiny')
+    """
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+
+    output = Path(args.output)
+    check_output(output, overwrite, resume)
+    check_report_to(args.report_to)
+    splits = load_splits(args)
+    args.label_names = [splits.id2label[i] for i in sorted(splits.id2label)]
+    model, tokenizer = load_backbone(args.model, splits.id2label, seed=args.seed)
+    if args.lora:
+        model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout)
+
+    stage = staging_dir(output)
+    if not resume:
+        shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True, exist_ok=True)
+    (stage / CONFIG_FILE).write_text(yaml.safe_dump(args.to_dict(), sort_keys=False), encoding="utf-8")
+
+    started = time.perf_counter()
+    train_set = TokenizedTexts(splits.train, tokenizer, args.max_length)
+    validation_set = TokenizedTexts(splits.validation, tokenizer, args.max_length)
+    # The card pads every text to max_length; "longest" pads each batch only to its own longest text.
+    collator = DataCollatorWithPadding(tokenizer, padding=args.padding, max_length=args.max_length)
+    callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if args.early_stopping_patience else []
+    trainer = Trainer(
+        model=model, args=training_arguments(args, stage / "checkpoints"), train_dataset=train_set,
+        eval_dataset=validation_set, data_collator=collator, compute_metrics=trainer_metrics(splits.id2label),
+        callbacks=callbacks,
+    )
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    train_seconds = time.perf_counter() - started
+    history = history_rows(trainer.state.log_history)
+
+    def final_metrics(part: LabelledTexts) -> tuple[dict, np.ndarray]:
+        probs = M.softmax(trainer.predict(TokenizedTexts(part, tokenizer, args.max_length)).predictions)
+        return M.compute_metrics(np.asarray(part.labels), probs, splits.id2label), probs
+
+    validation_metrics, validation_probs = final_metrics(splits.validation)
+    results = {"validation": validation_metrics}
+    labels, probs = np.asarray(splits.validation.labels), validation_probs
+    if splits.test is not None:
+        results["test"], probs = final_metrics(splits.test)
+        labels = np.asarray(splits.test.labels)
+    results["training"] = {
+        "train_seconds": round(train_seconds, 2),
+        "train_examples": len(splits.train),
+        "epochs": args.epochs,
+        "train_loss": result.training_loss,
+        "best_checkpoint": trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).name,
+    }
+
+    save_classifier(trainer.model, tokenizer, stage, merge=not args.save_adapter)
+    (stage / "history.jsonl").write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")
+    plots = write_plots(stage, results.get("test", validation_metrics), labels, probs, history)
+    data_info = {
+        "train": args.data, "validation": args.validation_data, "test": args.test_data,
+        "train_size": len(splits.train), "validation_size": len(splits.validation),
+        "test_size": len(splits.test) if splits.test else None, "label_names": args.label_names,
+    }
+    write_model_card(stage, config=args.to_dict(), metrics=validation_metrics, history=history, data_info=data_info,
+                     plots=[str(p) for p in plots], test_metrics=results.get("test"))
+    (stage / "metrics.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    if not args.keep_checkpoints:
+        shutil.rmtree(stage / "checkpoints", ignore_errors=True)
+    if output.exists():
+        shutil.rmtree(output) if output.is_dir() else output.unlink()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    stage.rename(output)
+    return output
