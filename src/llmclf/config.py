@@ -11,6 +11,7 @@ and the model-card entry. Unknown keys are errors that name the key.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -185,7 +186,14 @@ def resolve_train_args(
     if config is not None:
         values.update(read_yaml_config(config))
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    unknown = sorted(set(values) - {f.name for f in fields(TrainArgs)})
+    if unknown:
+        raise UserError(f"unknown setting(s) {', '.join(unknown)}; known settings: "
+                        f"{', '.join(sorted(f.name for f in fields(TrainArgs)))}.")
     return TrainArgs(**{name: _check_type(name, value) for name, value in values.items()})
+
+
+_YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _check_type(name: str, value: Any) -> Any:
@@ -197,6 +205,8 @@ def _check_type(name: str, value: Any) -> Any:
         return None
     if kind.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind.startswith("float") and isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+        return float(value)  # PyYAML reads `3e-5` (no dot) as a string; it is what people write
     if kind.startswith("list"):
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",")]

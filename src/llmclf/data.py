@@ -67,8 +67,8 @@ def _read_file(path: Path, text_column: str, label_column: str, what: str) -> tu
             raw = path.read_bytes().decode("utf-8-sig")
             import io
 
-            if kind == "jsonl":
-                frame = pd.read_json(io.StringIO(raw), lines=True, dtype=False)
+            if kind == "jsonl":  # a .json file may also hold one array of records
+                frame = pd.read_json(io.StringIO(raw), lines=not raw.lstrip().startswith("["), dtype=False)
             else:
                 frame = pd.read_csv(io.StringIO(raw), sep="\t" if kind == "tsv" else ",", dtype=object,
                                     keep_default_na=False)
@@ -106,10 +106,14 @@ def _normalise_label(value: Any) -> Any:
 
 
 def _read_folder(path: Path, what: str) -> tuple[list, list]:
-    """aclImdb layout: DIR/<label>/*.txt; given the dataset root, its train/ folder is used."""
-    if (path / "train").is_dir() and not list(path.glob("*/*.txt")):
+    """aclImdb layout: DIR/<label>/*.txt; given the dataset root, its train/ folder is used.
+
+    The real aclImdb/train also holds urls_*.txt files and an unsup/ folder of unlabelled reviews: the root is
+    recognised by train/<label>/*.txt, and unsup/ is no class.
+    """
+    if any((path / "train").glob("*/*.txt")):
         path = path / "train"
-    class_dirs = sorted(d for d in path.iterdir() if d.is_dir() and any(d.glob("*.txt")))
+    class_dirs = sorted(d for d in path.iterdir() if d.is_dir() and d.name != "unsup" and any(d.glob("*.txt")))
     if not class_dirs:
         raise UserError(
             f"{what} {path}: no class folders with .txt files; expected an aclImdb-style layout "
@@ -157,7 +161,8 @@ def _check_texts(texts: list, labels: list, source: str, what: str) -> None:
         raise UserError(f"{what} {source}: no examples found; give a file with at least one labelled row.")
     for row, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
-            shown = "empty" if isinstance(text, str) or text is None else f"not a string ({type(text).__name__})"
+            missing = text is None or (isinstance(text, float) and text != text)  # pandas reads null as NaN
+            shown = "empty" if isinstance(text, str) or missing else f"not a string ({type(text).__name__})"
             raise UserError(f"{what} {source}: row {row + 1} has {shown} text; remove or fill that row.")
     for row, label in enumerate(labels):
         if label is None or label == "":
@@ -173,6 +178,8 @@ def make_label_maps(labels: list[Any], label_names: list[str] | None = None) -> 
     ({0: 'negative', 1: 'positive'}, {'negative': 0, 'positive': 1})
     """
     distinct = set(labels)
+    if not distinct:
+        raise UserError("the training data has no labels; a classifier needs at least two classes.")
     if all(isinstance(v, int) for v in distinct):
         if label_names is not None:
             if min(distinct) < 0 or max(distinct) >= len(label_names):
@@ -183,9 +190,15 @@ def make_label_maps(labels: list[Any], label_names: list[str] | None = None) -> 
             # 0..K-1 keep their values as ids; other integers (star ratings 1-10, say) are numbered in order.
             id2label = dict(enumerate(str(v) for v in sorted(distinct)))
     else:
+        names = sorted(str(v) for v in distinct)
         if label_names is not None:
-            raise UserError("--label-names applies to integer labels only; the data's labels are already names.")
-        id2label = dict(enumerate(sorted(str(v) for v in distinct)))
+            # Named labels: --label-names may only fix their order (a saved run's config does exactly that).
+            unknown = sorted(set(names) - {str(n) for n in label_names})
+            if unknown:
+                raise UserError(f"--label-names {','.join(map(str, label_names))} lacks the data's label(s) "
+                                f"{', '.join(unknown)}; list every label, or leave --label-names out.")
+            names = [str(n) for n in label_names]
+        id2label = dict(enumerate(names))
     if len(id2label) < 2:
         raise UserError(f"the training data has a single class ({id2label[0]!r}); a classifier needs at least two.")
     if len(set(id2label.values())) != len(id2label):
@@ -196,11 +209,13 @@ def make_label_maps(labels: list[Any], label_names: list[str] | None = None) -> 
 def encode_labels(labels: list[Any], id2label: dict[int, str], what: str = "--data") -> list[int]:
     """Map raw labels (ids or names) to ids; a label never seen in training is a user error."""
     label2id = {name: i for i, name in id2label.items()}
+    # When the names are themselves integers (labels 1..5, say), an integer label is a name, never an id.
+    names_are_ints = all(name.strip().lstrip("-").isdigit() for name in id2label.values())
     ids = []
     for row, label in enumerate(labels):
         if str(label) in label2id:
             ids.append(label2id[str(label)])
-        elif isinstance(label, int) and label in id2label:  # integer ids for named labels (--label-names)
+        elif isinstance(label, int) and label in id2label and not names_are_ints:  # integer ids for named labels (--label-names)
             ids.append(label)
         else:
             raise UserError(
@@ -217,14 +232,14 @@ def split_train_validation(data: LabelledTexts, fraction: float = 0.2, seed: int
     """
     from sklearn.model_selection import train_test_split
 
+    if len(data) < 2:
+        raise UserError(f"--data {data.source}: {len(data)} example(s) cannot be split; give at least 2, "
+                        "or pass --validation-data.")
     indices = list(range(len(data)))
     counts = {}
     for label in data.labels:
         counts[label] = counts.get(label, 0) + 1
     stratify = data.labels if min(counts.values()) >= 2 and len(data) * fraction >= len(counts) else None
-    if len(data) < 2:
-        raise UserError(f"--data {data.source}: {len(data)} example(s) cannot be split; give at least 2, "
-                        "or pass --validation-data.")
     train_idx, val_idx = train_test_split(indices, test_size=fraction, random_state=seed, stratify=stratify)
     pick = lambda idx, tag: LabelledTexts([data.texts[i] for i in idx], [data.labels[i] for i in idx],
                                           f"{data.source} ({tag})")

@@ -275,11 +275,12 @@ def _load_adapter(path: Path, trust_remote_code: bool):
     run = read_run_config(path)
     adapter = json.loads((path / "adapter_config.json").read_text())
     backbone = run.get("model") or adapter.get("base_model_name_or_path")
-    id2label = {int(k): v for k, v in (run.get("id2label") or {}).items()}
+    id2label = dict(enumerate(run.get("label_names") or []))
     if not id2label:
         raise UserError(f"--model {path}: adapter directory without {CONFIG_FILE} (labels unknown); "
                         "give the --output directory of `llmclf train --lora --save-adapter`.")
-    model, _ = load_backbone(backbone, id2label, trust_remote_code=trust_remote_code)
+    # tiny-random-llama's weights come from the seed; a pretrained backbone's only head is the adapter's.
+    model, _ = load_backbone(backbone, id2label, seed=run.get("seed", 42), trust_remote_code=trust_remote_code)
     tokenizer = load_tokenizer(str(path))
     model = PeftModel.from_pretrained(model, path, use_safetensors=True)
     model.config.pad_token_id = tokenizer.pad_token_id

@@ -149,7 +149,7 @@ def _plot_link(out_dir: pathlib.Path, plot) -> str:
 
 
 def write_model_card(out_dir, *, config: dict, metrics: dict, history: list[dict], data_info: dict,
-                     plots: list[str], test_metrics: dict | None = None) -> pathlib.Path:
+                     plots: list[str], test_metrics: dict | None = None, name: str | None = None) -> pathlib.Path:
     """Write ``out_dir/README.md`` and return its path.
 
     ``data_info`` holds ``train``/``validation``/``test`` sources and optional ``train_size``-style
@@ -157,7 +157,7 @@ def write_model_card(out_dir, *, config: dict, metrics: dict, history: list[dict
     """
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = out_dir.resolve().name
+    name = name or out_dir.resolve().name  # a staging directory passes the final name
     headline, split = (test_metrics, "test") if test_metrics else (metrics, "validation")
     labels = list(data_info.get("label_names") or metrics.get("label_names", []))
     base, train = config.get("model"), data_info.get("train")

@@ -232,7 +232,7 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
         "test_size": len(splits.test) if splits.test else None, "label_names": args.label_names,
     }
     write_model_card(stage, config=args.to_dict(), metrics=validation_metrics, history=history, data_info=data_info,
-                     plots=[str(p) for p in plots], test_metrics=results.get("test"))
+                     plots=[str(p) for p in plots], test_metrics=results.get("test"), name=output.name)
     (stage / "metrics.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     if not args.keep_checkpoints:
         shutil.rmtree(stage / "checkpoints", ignore_errors=True)

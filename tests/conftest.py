@@ -1,0 +1,44 @@
+"""Shared fixtures: small labelled data sets written by the tests themselves (no network, no ../shared)."""
+
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+KEYWORDS = {
+    "world": ["election", "minister", "treaty", "embassy"],
+    "sports": ["goal", "match", "coach", "league"],
+    "business": ["profit", "shares", "merger", "revenue"],
+    "tech": ["software", "chip", "robot", "laptop"],
+}
+SENTIMENT = {"neg": ["awful", "boring", "dreadful", "terrible"], "pos": ["wonderful", "superb", "delightful", "great"]}
+FILLER = "the a report said today new people after before during week film story".split()
+
+
+def keyword_rows(classes: dict[str, list[str]], n: int, seed: int = 0) -> list[dict]:
+    """Texts whose class is given away by a keyword: a tiny random model learns them in a few epochs."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = list(classes)[i % len(classes)]
+        words = rng.sample(FILLER, rng.randint(2, 8)) + [rng.choice(classes[label]) for _ in range(2)]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+@pytest.fixture(scope="session")
+def news_jsonl(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "news.jsonl"
+    pd.DataFrame(keyword_rows(KEYWORDS, 160)).to_json(path, orient="records", lines=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sentiment_csv(tmp_path_factory) -> Path:
+    """Binary sentiment with integer labels 0/1 (named neg/pos with --label-names)."""
+    path = tmp_path_factory.mktemp("data") / "sentiment.csv"
+    rows = [{"review": r["text"], "label": int(r["label"] == "pos")} for r in keyword_rows(SENTIMENT, 120, seed=1)]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
