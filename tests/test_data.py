@@ -146,8 +146,14 @@ def test_integer_labels_with_label_names():
 
 def test_label_names_must_cover_the_ids():
     user_error(r"--label-names gives 2 names but the labels run from 0 to 2", make_label_maps, [0, 1, 2], ["a", "b"])
-    user_error("integer labels only", make_label_maps, ["pos", "neg"], ["a", "b"])
+    user_error(r"--label-names a,b lacks the data's label\(s\) neg, pos", make_label_maps, ["pos", "neg"], ["a", "b"])
     user_error("not unique", make_label_maps, [0, 1], ["same", "same"])
+
+
+def test_label_names_fix_the_order_of_string_labels():
+    """A saved run's config records label_names; retraining with it must keep the same ids."""
+    assert make_label_maps(["neg", "pos", "neg"], label_names=["pos", "neg"]) == ({0: "pos", 1: "neg"},
+                                                                                 {"pos": 0, "neg": 1})
 
 
 def test_non_contiguous_integer_labels_are_numbered_in_order():
@@ -213,6 +219,17 @@ def test_split_is_stratified():
         train, validation = split_train_validation(data, 0.2, seed=seed)
         assert Counter(validation.labels) == {"a": 3, "b": 1}
         assert Counter(train.labels) == {"a": 13, "b": 3}
+
+
+@pytest.mark.parametrize("n, fraction", [(5, 0.9), (10, 0.9), (10, 0.85), (3, 0.5)])
+def test_split_with_a_large_fraction_never_fails_inside_sklearn(n, fraction):
+    data = LabelledTexts([f"t{i}" for i in range(n)], [["a", "b"][i % 2] for i in range(n)], "d.csv")
+    try:
+        train, validation = split_train_validation(data, fraction)
+    except UserError as exc:
+        assert "leaves none for training" in str(exc)
+    else:
+        assert len(train) >= 1 and len(validation) >= 1 and len(train) + len(validation) == n
 
 
 def test_split_needs_two_examples():

