@@ -93,7 +93,7 @@ def test_reloads_with_plain_transformers_and_real_label_names(binary_run, sentim
         assert answer["score"] == pytest.approx(float(probs.max()), abs=1e-4)
     # one text at a time, no padding: the same logits as the batched, padded path
     single = model(**tokenizer(texts[0], return_tensors="pt")).logits.detach().numpy()[0]
-    assert np.allclose(Classifier(model, tokenizer).logits(texts[:3])[0], single, atol=1e-4)
+    assert np.allclose(Classifier(model, tokenizer).window_logits(texts[:3])[0][0], single, atol=1e-4)
 
 
 def test_config_file_reproduces_the_run(binary_run, tmp_path, sentiment_csv):

@@ -13,8 +13,14 @@ from contextlib import nullcontext
 
 import numpy as np
 
+from llmclf.errors import UserError
 from llmclf.metrics import softmax
 from llmclf.models import load_classifier, read_run_config
+
+TRUNCATION_CHOICES = ("head", "head_tail", "chunks")
+# A token spans at most a few dozen characters, so cutting a huge text to this many characters per token of
+# max_length first keeps every token that head/head_tail truncation could keep, without tokenizing megabytes.
+CHARS_PER_TOKEN_BOUND = 64
 
 
 def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
@@ -27,21 +33,62 @@ def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def windows(ids: list[int], max_length: int, truncation: str, prefix: list[int] = ()) -> list[list[int]]:
+    """The token windows a text is classified from; `prefix` holds special tokens (BOS) kept in each window.
+
+    >>> windows(list(range(10)), 4, "head")
+    [[0, 1, 2, 3]]
+    >>> windows(list(range(10)), 4, "head_tail")
+    [[0, 7, 8, 9]]
+    >>> windows(list(range(10)), 4, "chunks")
+    [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
+    """
+    room = max_length - len(prefix)
+    if room < 1:
+        raise UserError(f"--max-length {max_length} leaves no room for text after {len(prefix)} special token(s).")
+    prefix = list(prefix)
+    if len(ids) <= room:
+        return [prefix + ids]
+    if truncation == "head":
+        return [prefix + ids[:room]]
+    if truncation == "head_tail":  # the start sets the topic, the end often holds the verdict
+        head = room // 4
+        return [prefix + ids[:head] + ids[len(ids) - (room - head):]]
+    if truncation == "chunks":
+        step = max(1, room - room // 4)  # windows overlap by a quarter
+        starts = list(range(0, len(ids) - room, step)) + [len(ids) - room]
+        return [prefix + ids[s : s + room] for s in starts]
+    raise UserError(f"--truncation must be one of {', '.join(TRUNCATION_CHOICES)}, got {truncation!r}.")
+
+
 class Classifier:
     """A sequence classifier with its tokenizer; texts in, label names or probabilities out."""
 
-    def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 16, device: str | None = None):
+    def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 16, device: str | None = None,
+                 truncation: str = "head"):
         import torch
 
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if truncation not in TRUNCATION_CHOICES:
+            raise UserError(f"--truncation must be one of {', '.join(TRUNCATION_CHOICES)}, got {truncation!r}.")
+        try:
+            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            if self.device.type == "cuda" and not torch.cuda.is_available():
+                raise RuntimeError("CUDA is not available")
+        except RuntimeError as exc:
+            raise UserError(f"--device {device}: {exc}; use --device cpu.") from None
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.batch_size = batch_size
+        self.truncation = truncation
         self.id2label = {int(k): v for k, v in model.config.id2label.items()}
+        # Special tokens the tokenizer adds (Llama 3: BOS; SmolLM2: none), kept at the start of every window.
+        self._prefix = tokenizer("", add_special_tokens=True)["input_ids"]
+        self._filler = [tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id]
 
     @classmethod
     def from_pretrained(cls, path: str, **kwargs) -> "Classifier":
+        """Load a directory written by `llmclf train` (merged model or LoRA adapter)."""
         model, tokenizer = load_classifier(path)
         kwargs.setdefault("max_length", read_run_config(path).get("max_length", 512))  # as trained
         return cls(model, tokenizer, **kwargs)
@@ -50,11 +97,25 @@ class Classifier:
     def labels(self) -> list[str]:
         return [self.id2label[i] for i in range(len(self.id2label))]
 
-    def logits(self, texts: list[str]) -> np.ndarray:
-        """Shape (len(texts), num_labels), in the caller's order."""
+    def _encode(self, text: str) -> list[list[int]]:
+        if not isinstance(text, str):
+            text = "" if text is None else str(text)
+        if self.truncation != "chunks":
+            cut = self.max_length * CHARS_PER_TOKEN_BOUND
+            if len(text) > 2 * cut:
+                text = text[:cut] + text[-cut:] if self.truncation == "head_tail" else text[:cut]
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] or self._filler  # empty text: one token
+        return windows(ids, self.max_length, self.truncation, self._prefix)
+
+    def window_logits(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Logits of every window, shape (n_windows, num_labels), and the index of the text each came from."""
         import torch
 
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        encoded, owner = [], []
+        for i, text in enumerate(texts):
+            for window in self._encode(text):
+                encoded.append(window)
+                owner.append(i)
         out = np.zeros((len(encoded), len(self.id2label)), dtype=np.float32)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
         with torch.inference_mode(), autocast:
@@ -62,12 +123,20 @@ class Classifier:
                 padded = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
                 padded = {k: v.to(self.device) for k, v in padded.items()}
                 out[batch] = self.model(**padded).logits.float().cpu().numpy()
-        return out
+        return out, np.asarray(owner, dtype=np.int64)
 
     def predict_proba(self, texts: str | list[str]) -> np.ndarray:
-        """Probabilities in id2label order: shape (n, num_labels), or (num_labels,) for a single string."""
+        """Probabilities in id2label order: shape (n, num_labels), or (num_labels,) for a single string.
+
+        With truncation="chunks", the windows' probabilities are averaged per text.
+        """
         single = isinstance(texts, str)
-        probs = softmax(self.logits([texts] if single else texts))
+        batch = [texts] if single else list(texts)
+        logits, owner = self.window_logits(batch)
+        window_probs = softmax(logits)
+        probs = np.zeros((len(batch), len(self.id2label)))
+        np.add.at(probs, owner, window_probs)
+        probs /= np.bincount(owner, minlength=len(batch))[:, None]
         return probs[0] if single else probs
 
     def predict(self, texts: str | list[str]) -> str | list[str]:
@@ -76,4 +145,3 @@ class Classifier:
         if isinstance(texts, str):
             return self.id2label[int(np.argmax(probs))]
         return [self.id2label[int(i)] for i in np.argmax(probs, axis=1)]
-
