@@ -42,3 +42,17 @@ def sentiment_csv(tmp_path_factory) -> Path:
     rows = [{"review": r["text"], "label": int(r["label"] == "pos")} for r in keyword_rows(SENTIMENT, 120, seed=1)]
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_dir(tmp_path_factory) -> Path:
+    """An untrained tiny-random-llama classifier saved as llmclf saves models (max_length 64)."""
+    import yaml
+
+    from llmclf.models import load_backbone, save_classifier
+
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    model, tokenizer = load_backbone("tiny-random-llama", {0: "neg", 1: "pos"})
+    save_classifier(model, tokenizer, out)
+    (out / "llmclf_config.yaml").write_text(yaml.safe_dump({"model": "tiny-random-llama", "max_length": 64}))
+    return out

@@ -16,6 +16,8 @@ from dataclasses import fields
 
 from llmclf.config import TrainArgs, field_docs, flag, recipe_names
 from llmclf.errors import UserError
+from llmclf.models import DEFAULT_CLASSIFIER
+from llmclf.predict import TRUNCATION_CHOICES
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -70,17 +72,29 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
 
 
 def cmd_predict(ns: argparse.Namespace) -> int:
-    from llmclf.predict import Classifier
+    from llmclf.predict import Classifier, score_file
 
+    if ns.input and ns.texts:
+        raise UserError("give texts as arguments or --input FILE, not both.")
+    if bool(ns.input) != bool(ns.output):
+        raise UserError("--input and --output go together: --input FILE --output FILE.")
     texts = ns.texts
     if texts == ["-"]:
-        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    if not texts:
-        raise UserError("no texts to classify; pass them as arguments, or - to read one per line from stdin.")
-    classifier = Classifier.from_pretrained(ns.model, batch_size=ns.batch_size,
-                                            **({"max_length": ns.max_length} if ns.max_length else {}))
-    probs = classifier.predict_proba(texts)
-    for text, row in zip(texts, probs):
+        try:
+            texts = [line.rstrip("\n") for line in sys.stdin.buffer.read().decode("utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError as exc:
+            raise UserError(f"stdin is not valid UTF-8 (byte {exc.start}); send UTF-8 text.") from None
+    if not texts and not ns.input:
+        raise UserError("no texts to classify; pass them as arguments, - to read one per line from stdin, "
+                        "or --input FILE --output FILE.")
+    options = {"max_length": ns.max_length} if ns.max_length else {}
+    classifier = Classifier.from_pretrained(ns.model, batch_size=ns.batch_size, device=ns.device,
+                                            truncation=ns.truncation, **options)
+    if ns.input:
+        rows = score_file(classifier, ns.input, ns.output, text_column=ns.text_column, overwrite=ns.overwrite)
+        print(f"scored {rows} rows into {ns.output}", file=sys.stderr)
+        return 0
+    for text, row in zip(texts, classifier.predict_proba(texts)):
         best = int(row.argmax())
         print(f"{classifier.id2label[best]}\t{row[best]:.4f}\t{text}")
     return 0
@@ -127,11 +141,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="label texts with a trained classifier")
+    p = sub.add_parser("predict", help="label texts or a file with a trained classifier")
     p.add_argument("texts", nargs="*", help="texts to classify, or - to read one per line from stdin")
-    p.add_argument("--model", required=True, help="a directory written by llmclf train")
+    p.add_argument("--model", default=DEFAULT_CLASSIFIER,
+                   help=f"a directory written by llmclf train, or a shipped model (default: {DEFAULT_CLASSIFIER})")
+    p.add_argument("--input", help="a CSV, JSONL or Parquet file to score (streamed)")
+    p.add_argument("--output", help="where the scored file goes: every input column plus label, score, prob_<label>")
+    p.add_argument("--text-column", default="text", help="the column holding the text in --input")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--max-length", type=positive_int, default=None, help="default: the model's training max_length")
+    p.add_argument("--truncation", choices=TRUNCATION_CHOICES, default="head",
+                   help="texts longer than max_length: keep the head, head and tail, or average overlapping chunks")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="the whole pipeline offline on a bundled sample, in minutes on a CPU")
@@ -148,9 +170,7 @@ def quiet_libraries() -> None:
         import warnings
 
         warnings.filterwarnings("ignore")
-        import transformers
-
-        transformers.logging.set_verbosity_error()
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers is first imported
 
 
 def main(argv: list[str] | None = None) -> int:

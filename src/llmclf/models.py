@@ -233,18 +233,34 @@ def save_classifier(model, tokenizer, out_dir: Path, merge: bool = True) -> None
     tokenizer.save_pretrained(out_dir)
 
 
-def read_run_config(model_dir: Path) -> dict:
+def read_run_config(model_dir: Path | str) -> dict:
+    if model_dir in SHIPPED_MODELS:
+        model_dir = shipped_model_dir(str(model_dir))
     path = Path(model_dir) / CONFIG_FILE
     return yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
+SHIPPED_MODELS = ("imdb-sentiment",)
+DEFAULT_CLASSIFIER = "imdb-sentiment"
+
+
+def shipped_model_dir(name: str) -> Path:
+    """A ready-to-use classifier bundled with llmclf (a LoRA adapter over the default backbone)."""
+    from importlib import resources
+
+    path = Path(str(resources.files("llmclf") / "shipped" / name))
+    if not (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+        raise UserError(f"--model {name}: this llmclf build does not bundle the shipped model yet; pass --model DIR "
+                        "with a directory written by `llmclf train`.")
+    return path
+
+
 def load_classifier(model_dir: str, trust_remote_code: bool = False):
-    """A trained classifier directory (merged model or LoRA adapter) -> (model in eval mode, tokenizer).
-
-    Weights load from safetensors only.
+    """A trained classifier directory (merged model or LoRA adapter) or a shipped model's name ->
+    (model in eval mode, tokenizer). Weights load from safetensors only.
     """
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
+    if model_dir in SHIPPED_MODELS:
+        model_dir = str(shipped_model_dir(model_dir))
     path = Path(model_dir).expanduser()
     if not path.is_dir():
         raise UserError(f"--model {model_dir}: no such model directory; give the --output of `llmclf train`.")
@@ -252,6 +268,8 @@ def load_classifier(model_dir: str, trust_remote_code: bool = False):
         return _load_adapter(path, trust_remote_code)
     if not (path / "config.json").is_file():
         raise UserError(f"--model {model_dir}: no config.json; give the --output directory of `llmclf train`.")
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     architectures = config.architectures or []
     if not any(a.endswith("ForSequenceClassification") for a in architectures):

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
+from pathlib import Path
 
 import numpy as np
 
@@ -33,8 +34,13 @@ def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def windows(ids: list[int], max_length: int, truncation: str, prefix: list[int] = ()) -> list[list[int]]:
+def windows(ids: list[int], max_length: int, truncation: str, prefix: list[int] = (),
+            max_chunks: int = 32) -> list[list[int]]:
     """The token windows a text is classified from; `prefix` holds special tokens (BOS) kept in each window.
+
+    `chunks` cuts overlapping windows; past `max_chunks` of them (a text of ~12k tokens at max_length 512),
+    `max_chunks` windows spread evenly from start to end stand for the whole, so one huge text cannot stall
+    a batch or a server.
 
     >>> windows(list(range(10)), 4, "head")
     [[0, 1, 2, 3]]
@@ -57,6 +63,8 @@ def windows(ids: list[int], max_length: int, truncation: str, prefix: list[int] 
     if truncation == "chunks":
         step = max(1, room - room // 4)  # windows overlap by a quarter
         starts = list(range(0, len(ids) - room, step)) + [len(ids) - room]
+        if len(starts) > max_chunks:
+            starts = [starts[round(i * (len(starts) - 1) / (max_chunks - 1))] for i in range(max_chunks)]
         return [prefix + ids[s : s + room] for s in starts]
     raise UserError(f"--truncation must be one of {', '.join(TRUNCATION_CHOICES)}, got {truncation!r}.")
 
@@ -145,3 +153,136 @@ class Classifier:
         if isinstance(texts, str):
             return self.id2label[int(np.argmax(probs))]
         return [self.id2label[int(i)] for i in np.argmax(probs, axis=1)]
+
+
+TABLE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
+
+
+def table_format(path: Path, what: str) -> str:
+    kind = TABLE_FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise UserError(f"{what} {path}: unknown format {path.suffix or '(no extension)'!r}; use "
+                        f"{', '.join(TABLE_FORMATS)}.")
+    return kind
+
+
+def read_table_chunks(path: Path, chunk_rows: int):
+    """Yield pandas frames of at most `chunk_rows` rows: memory stays flat whatever the file size."""
+    import pandas as pd
+
+    kind = table_format(path, "--input")
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+            yield batch.to_pandas()
+    elif kind == "csv":
+        # Every column kept as the text it was (ids with leading zeros survive), empty cells as "".
+        yield from pd.read_csv(path, chunksize=chunk_rows, dtype=str, keep_default_na=False, encoding="utf-8")
+    else:
+        yield from pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False, encoding="utf-8")
+
+
+def count_rows(path: Path) -> int | None:
+    """Rows in the file when cheap to know (Parquet metadata), for the progress bar's total."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    return None
+
+
+class TableWriter:
+    """Appends scored chunks to a CSV, JSONL or Parquet file."""
+
+    def __init__(self, path: Path, kind: str):
+        self.path, self.kind, self._parquet, self._started = path, kind, None, False
+
+    def write(self, frame) -> None:
+        if self.kind == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.path, table.schema)
+            self._parquet.write_table(table.cast(self._parquet.schema))
+        elif self.kind == "csv":
+            frame.to_csv(self.path, mode="a" if self._started else "w", header=not self._started, index=False)
+        else:
+            with open(self.path, "a" if self._started else "w", encoding="utf-8") as f:
+                f.write(frame.to_json(orient="records", lines=True, force_ascii=False))
+                if not frame.empty:
+                    f.write("\n")
+        self._started = True
+
+    def close(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+
+
+def score_frame(classifier: Classifier, frame, text_column: str):
+    """The frame with `label`, `score` and one `prob_<label>` column per class added."""
+    probs = classifier.predict_proba(frame[text_column].tolist())
+    best = probs.argmax(axis=1)
+    frame = frame.copy()
+    frame["label"] = [classifier.id2label[int(i)] for i in best]
+    frame["score"] = probs[np.arange(len(best)), best]
+    for i, name in classifier.id2label.items():
+        frame[f"prob_{name}"] = probs[:, i]
+    return frame
+
+
+def score_file(classifier: Classifier, input_path: str, output_path: str, text_column: str = "text",
+               overwrite: bool = False, chunk_rows: int = 1024, progress: bool = True) -> int:
+    """Score every row of a CSV/JSONL/Parquet file into another; returns the number of rows.
+
+    Streams in chunks, writes to a temporary file beside the output and renames it at the end, so an
+    interrupted run never leaves a half-written output.
+    """
+    from tqdm import tqdm
+
+    source, target = Path(input_path), Path(output_path)
+    if not source.is_file():
+        raise UserError(f"--input {source}: file not found; check the path.")
+    if source.resolve() == target.resolve():
+        raise UserError(f"--output {target} is the --input file; write the scores to another file.")
+    if target.exists() and not overwrite:
+        raise UserError(f"--output {target} exists; pass --overwrite to replace it, or choose another --output.")
+    kind = table_format(target, "--output")
+    table_format(source, "--input")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.llmclf-partial")
+    writer, rows = TableWriter(partial, kind), 0
+    reserved = {"label", "score"} | {f"prob_{name}" for name in classifier.id2label.values()}
+    try:
+        with tqdm(total=count_rows(source), unit=" rows", disable=not progress, desc="scoring") as bar:
+            for frame in read_table_chunks(source, chunk_rows):
+                if text_column not in frame.columns:
+                    raise UserError(f"--input {source}: no text column {text_column!r}; columns found: "
+                                    f"{', '.join(map(str, frame.columns))}. Pass --text-column.")
+                clash = sorted(reserved & set(map(str, frame.columns)))
+                if clash:
+                    raise UserError(f"--input {source}: already has column(s) {', '.join(clash)} that scoring "
+                                    "adds; rename them first.")
+                writer.write(score_frame(classifier, frame, text_column))
+                rows += len(frame)
+                bar.update(len(frame))
+        writer.close()
+        if rows == 0:
+            raise UserError(f"--input {source}: no rows to score; give a file with at least one text.")
+    except UnicodeDecodeError as exc:
+        partial.unlink(missing_ok=True)
+        raise UserError(f"--input {source}: not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8.") from None
+    except UserError:
+        partial.unlink(missing_ok=True)
+        raise
+    except ValueError as exc:  # pandas/pyarrow parse errors
+        partial.unlink(missing_ok=True)
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"--input {source}: cannot read it ({first}); check the file's format.") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(target)
+    return rows

@@ -173,12 +173,13 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
     >>> train(TrainArgs(data="reviews.csv", model="tiny-random-llama", output="runs/tiny"))  # doctest: +SKIP
     PosixPath('runs/tiny')
     """
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
-
     output = Path(args.output)
     check_output(output, overwrite, resume)
     check_report_to(args.report_to)
     splits = load_splits(args)
+    # Imported after the cheap checks: transformers' Trainer takes seconds to import, and a typo should not wait.
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+
     args.label_names = [splits.id2label[i] for i in sorted(splits.id2label)]
     model, tokenizer = load_backbone(args.model, splits.id2label, seed=args.seed)
     if args.lora:
