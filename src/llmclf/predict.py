@@ -73,7 +73,8 @@ class Classifier:
     """A sequence classifier with its tokenizer; texts in, label names or probabilities out."""
 
     def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 16, device: str | None = None,
-                 truncation: str = "head"):
+                 truncation: str = "head", temperature: float | None = None, threshold: float | None = None,
+                 min_confidence: float | None = None):
         import torch
 
         if truncation not in TRUNCATION_CHOICES:
@@ -90,6 +91,14 @@ class Classifier:
         self.batch_size = batch_size
         self.truncation = truncation
         self.id2label = {int(k): v for k, v in model.config.id2label.items()}
+        # Calibration saved with the model (config.json "llmclf": {"temperature", "threshold"}) unless overridden.
+        saved = getattr(model.config, "llmclf", None) or {}
+        self.temperature = float(temperature if temperature is not None else saved.get("temperature", 1.0))
+        self.threshold = threshold if threshold is not None else saved.get("threshold")
+        if self.threshold is not None and len(self.id2label) != 2:
+            raise UserError("--threshold applies to binary classifiers only; this model has "
+                            f"{len(self.id2label)} labels.")
+        self.min_confidence = min_confidence
         # Special tokens the tokenizer adds (Llama 3: BOS; SmolLM2: none), kept at the start of every window.
         self._prefix = tokenizer("", add_special_tokens=True)["input_ids"]
         self._filler = [tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id]
@@ -141,18 +150,41 @@ class Classifier:
         single = isinstance(texts, str)
         batch = [texts] if single else list(texts)
         logits, owner = self.window_logits(batch)
-        window_probs = softmax(logits)
+        window_probs = softmax(logits / self.temperature)
         probs = np.zeros((len(batch), len(self.id2label)))
         np.add.at(probs, owner, window_probs)
         probs /= np.bincount(owner, minlength=len(batch))[:, None]
         return probs[0] if single else probs
 
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """Label ids from probabilities (n, k): argmax, or for a binary model with a threshold, the second
+        label (id 1) exactly when its probability reaches the threshold."""
+        if self.threshold is not None:
+            return (probs[:, 1] >= self.threshold).astype(np.int64)
+        return probs.argmax(axis=1)
+
     def predict(self, texts: str | list[str]) -> str | list[str]:
         """Label names: one for a single string, a list for a list."""
-        probs = self.predict_proba(texts)
-        if isinstance(texts, str):
-            return self.id2label[int(np.argmax(probs))]
-        return [self.id2label[int(i)] for i in np.argmax(probs, axis=1)]
+        single = isinstance(texts, str)
+        probs = np.atleast_2d(self.predict_proba(texts))
+        labels = [self.id2label[int(i)] for i in self.decide(probs)]
+        return labels[0] if single else labels
+
+    def classify(self, texts: list[str]) -> list[dict]:
+        """One record per text: label, score (its probability), probs by label name, needs_review.
+
+        `needs_review` is True when the top probability is below min_confidence (the label is kept).
+        """
+        probs = np.atleast_2d(self.predict_proba(list(texts)))
+        records = []
+        for row, best in zip(probs, self.decide(probs)):
+            score = float(row[best])
+            records.append({
+                "label": self.id2label[int(best)], "score": score,
+                "probs": {self.id2label[i]: float(p) for i, p in enumerate(row)},
+                "needs_review": self.min_confidence is not None and float(row.max()) < self.min_confidence,
+            })
+        return records
 
 
 TABLE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
@@ -222,14 +254,17 @@ class TableWriter:
 
 
 def score_frame(classifier: Classifier, frame, text_column: str):
-    """The frame with `label`, `score` and one `prob_<label>` column per class added."""
-    probs = classifier.predict_proba(frame[text_column].tolist())
-    best = probs.argmax(axis=1)
+    """The frame with `label`, `score`, one `prob_<label>` column per class (and `needs_review` when the
+    classifier has a min_confidence) added."""
+    probs = np.atleast_2d(classifier.predict_proba(frame[text_column].tolist()))
+    best = classifier.decide(probs)
     frame = frame.copy()
     frame["label"] = [classifier.id2label[int(i)] for i in best]
     frame["score"] = probs[np.arange(len(best)), best]
     for i, name in classifier.id2label.items():
         frame[f"prob_{name}"] = probs[:, i]
+    if classifier.min_confidence is not None:
+        frame["needs_review"] = probs.max(axis=1) < classifier.min_confidence
     return frame
 
 
@@ -254,7 +289,7 @@ def score_file(classifier: Classifier, input_path: str, output_path: str, text_c
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.llmclf-partial")
     writer, rows = TableWriter(partial, kind), 0
-    reserved = {"label", "score"} | {f"prob_{name}" for name in classifier.id2label.values()}
+    reserved = {"label", "score", "needs_review"} | {f"prob_{name}" for name in classifier.id2label.values()}
     try:
         with tqdm(total=count_rows(source), unit=" rows", disable=not progress, desc="scoring") as bar:
             for frame in read_table_chunks(source, chunk_rows):
