@@ -3,6 +3,7 @@
     llmclf train --data reviews.csv --model tiny-random-llama --output runs/tiny
     llmclf evaluate --model runs/tiny --data test.csv --output runs/tiny-eval
     llmclf predict --model runs/tiny "Great value for money."
+    llmclf check --model runs/tiny
 
 A user mistake (UserError) is printed as one line on stderr with exit code 2, without a traceback.
 """
@@ -49,6 +50,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
     recipe = ns.recipe if ns.recipe or ns.config else "default"
     args = resolve_train_args(recipe=recipe, config=ns.config, overrides=overrides)
     output = train(args, overwrite=ns.overwrite, resume=ns.resume)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
+        return 0
     import json
 
     results = json.loads((output / "metrics.json").read_text())
@@ -67,7 +70,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
                        batch_size=ns.batch_size, max_length=ns.max_length, overwrite=ns.overwrite)
     print(summary_line(metrics))
     if ns.output:
-        print(f"metrics.json and plots in {ns.output}/")
+        print(f"metrics.json, plots, errors.jsonl and report.html in {ns.output}/")
     return 0
 
 
@@ -89,14 +92,36 @@ def cmd_predict(ns: argparse.Namespace) -> int:
                         "or --input FILE --output FILE.")
     options = {"max_length": ns.max_length} if ns.max_length else {}
     classifier = Classifier.from_pretrained(ns.model, batch_size=ns.batch_size, device=ns.device,
-                                            truncation=ns.truncation, **options)
+                                            truncation=ns.truncation, threshold=ns.threshold,
+                                            min_confidence=ns.min_confidence, **options)
     if ns.input:
         rows = score_file(classifier, ns.input, ns.output, text_column=ns.text_column, overwrite=ns.overwrite)
         print(f"scored {rows} rows into {ns.output}", file=sys.stderr)
         return 0
-    for text, row in zip(texts, classifier.predict_proba(texts)):
-        best = int(row.argmax())
-        print(f"{classifier.id2label[best]}\t{row[best]:.4f}\t{text}")
+    for text, record in zip(texts, classifier.classify(texts)):
+        review = "" if ns.min_confidence is None else ("needs_review\t" if record["needs_review"] else "ok\t")
+        print(f"{record['label']}\t{record['score']:.4f}\t{review}{text}")
+    return 0
+
+
+def cmd_check(ns: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from llmclf.behaviour import run_checks
+    from llmclf.predict import Classifier
+
+    if ns.output and Path(ns.output).exists() and not ns.overwrite:
+        raise UserError(f"--output {ns.output} exists; pass --overwrite to replace it, or choose another --output.")
+    options = {"max_length": ns.max_length} if ns.max_length else {}
+    classifier = Classifier.from_pretrained(ns.model, batch_size=ns.batch_size, device=ns.device,
+                                            threshold=ns.threshold, **options)
+    report = run_checks(classifier, negative=ns.negative_label, positive=ns.positive_label)
+    for check in report["checks"] + [{"name": "all", "kind": "", **report}]:
+        print(f"{check['name']:<18} {check['kind']:<4} {check['passed']:>3}/{check['n']:<3} {check['pass_rate']:7.1%}")
+    if ns.output:
+        Path(ns.output).write_text(json.dumps(report, indent=2), encoding="utf-8")
+        print(f"cases and failures in {ns.output}", file=sys.stderr)
     return 0
 
 
@@ -105,6 +130,25 @@ def cmd_demo(ns: argparse.Namespace) -> int:
 
     run_demo(ns.output, overwrite=ns.overwrite)
     return 0
+
+
+def cmd_serve(ns: argparse.Namespace) -> int:
+    from llmclf.serve import ServeArgs, run_server
+
+    args = ServeArgs(**{f.name: getattr(ns, f.name) for f in fields(ServeArgs)})
+    run_server(ns.model, args, device=ns.device, threshold=ns.threshold, min_confidence=ns.min_confidence,
+               truncation=ns.truncation, max_length=ns.max_length)
+    return 0
+
+
+def probability(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not 0 < number <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return number
 
 
 def positive_int(value: str) -> int:
@@ -154,12 +198,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truncation", choices=TRUNCATION_CHOICES, default="head",
                    help="texts longer than max_length: keep the head, head and tail, or average overlapping chunks")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--threshold", type=probability, default=None,
+                   help="binary models: the second label exactly when its probability reaches this (default: the "
+                   "threshold saved with the model, else the most probable label)")
+    p.add_argument("--min-confidence", type=probability, default=None,
+                   help="mark results whose top probability is below this needs_review (the label is kept): a "
+                   "needs_review/ok column before the text, a needs_review column in --output")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("check", help="run the behaviour checks (negation, sarcasm, typos...) on a sentiment model",
+                       description="CheckList-style behaviour checks for a sentiment classifier: pass rate per check; "
+                       "--output saves every failure as JSON.")
+    p.add_argument("--model", default=DEFAULT_CLASSIFIER,
+                   help=f"a directory written by llmclf train, or a shipped model (default: {DEFAULT_CLASSIFIER})")
+    p.add_argument("--output", help="write the results (pass rates and failures) to this JSON file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    p.add_argument("--negative-label", default=None,
+                   help="the model's negative label, when its names are not neg/negative/bad and pos/positive/good")
+    p.add_argument("--positive-label", default=None, help="the model's positive label (with --negative-label)")
+    p.add_argument("--threshold", type=probability, default=None, help="override the model's saved threshold")
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--max-length", type=positive_int, default=None, help="default: the model's training max_length")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("demo", help="the whole pipeline offline on a bundled sample, in minutes on a CPU")
     p.add_argument("--output", default="runs/demo", help="where the demo model and report go")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     p.set_defaults(func=cmd_demo)
+
+    from llmclf.serve import ServeArgs  # stdlib only at import; FastAPI is imported when the app is built
+
+    p = sub.add_parser("serve", help="serve a classifier over HTTP, with a web page to try it",
+                       description="Serve a classifier over HTTP: POST /classify (vLLM's API), POST /v1/predict, "
+                       "GET /health, GET /v1/model, the page at /, API docs at /docs.")
+    p.add_argument("--model", default=DEFAULT_CLASSIFIER,
+                   help=f"a directory written by llmclf train, or a shipped model (default: {DEFAULT_CLASSIFIER})")
+    for f in fields(ServeArgs):
+        kind = {int: int, float: float}.get(f.type, str)
+        p.add_argument(flag(f.name), type=kind, default=f.default, help=f.metadata["help"],
+                       metavar=f.name.upper())
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="binary models: the second label exactly when its probability reaches this (default: "
+                   "the model's saved threshold, else the most probable label)")
+    p.add_argument("--min-confidence", type=float, default=None,
+                   help="flag predictions whose top probability is below this with needs_review")
+    p.add_argument("--truncation", choices=TRUNCATION_CHOICES, default="head",
+                   help="texts longer than max_length: keep the head, head and tail, or average overlapping chunks")
+    p.add_argument("--max-length", type=positive_int, default=None, help="default: the model's training max_length")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

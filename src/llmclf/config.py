@@ -24,6 +24,7 @@ from llmclf.errors import UserError
 PADDING_CHOICES = ("longest", "max_length")
 REPORT_TO_CHOICES = ("none", "tensorboard", "mlflow")
 BEST_METRIC_CHOICES = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "loss")
+THRESHOLD_OBJECTIVES = ("accuracy", "f1", "precision")  # llmclf.calibration keeps the same tuple
 
 
 @dataclass
@@ -90,8 +91,16 @@ class TrainArgs:
     """Stop after this many evaluations without improvement of best_metric (requires best_metric)."""
     report_to: str = "none"
     """Also log to `tensorboard` or `mlflow`."""
+    fsdp: bool = False
+    """Shard weights, gradients and optimizer state across processes (FSDP) when launched with torchrun or
+    accelerate launch, for models that do not fit one device; without it, several processes run DDP."""
     keep_checkpoints: bool = False
     """Keep the per-epoch checkpoints in the output directory after a successful run."""
+    # --- calibration and decisions ---
+    threshold_objective: str = "accuracy"
+    """Binary models: tune the decision threshold on validation data for `accuracy`, `f1` (of the second label) or `precision` (reach target_precision with the most recall)."""
+    target_precision: float | None = None
+    """With threshold_objective `precision`: the precision of the second label to reach, in (0, 1]."""
     output: str = "runs/llmclf-model"
     """Output directory."""
 
@@ -120,6 +129,14 @@ class TrainArgs:
             raise UserError(
                 f"--best-metric must be one of {', '.join(BEST_METRIC_CHOICES)}, got {self.best_metric!r}."
             )
+        if self.threshold_objective not in THRESHOLD_OBJECTIVES:
+            raise UserError(f"--threshold-objective must be one of {', '.join(THRESHOLD_OBJECTIVES)}, got "
+                            f"{self.threshold_objective!r}.")
+        if self.target_precision is not None and not 0 < self.target_precision <= 1:
+            raise UserError(f"--target-precision must be in (0, 1], got {self.target_precision!r}.")
+        if (self.threshold_objective == "precision") != (self.target_precision is not None):
+            raise UserError("--threshold-objective precision and --target-precision go together; pass both "
+                            "(e.g. --threshold-objective precision --target-precision 0.95), or neither.")
         if self.early_stopping_patience is not None and self.best_metric is None:
             raise UserError("--early-stopping-patience needs --best-metric to know what to watch; pass both.")
 

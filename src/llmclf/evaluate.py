@@ -1,4 +1,5 @@
-"""Evaluate a trained classifier on labelled data: metrics.json and plots in --output.
+"""Evaluate a trained classifier on labelled data: metrics.json, plots, errors.jsonl, behaviour.json (sentiment
+models) and report.html in --output, with the calibration and threshold saved with the model.
 
     llmclf evaluate --model runs/imdb --data ../shared/data/imdb/train.parquet --output runs/imdb-eval
 """
@@ -12,17 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from llmclf import metrics as M
+from llmclf.analysis import Part, lookup_ratings, model_logits, split_metrics, write_analysis
 from llmclf.data import encode_labels, load_labelled
 from llmclf.errors import UserError
-from llmclf.plots import write_plots
 from llmclf.predict import Classifier
 
 
 def evaluate(model: str, data: str, output: str | None = None, text_column: str = "text",
              label_column: str = "label", batch_size: int = 16, max_length: int | None = None,
              overwrite: bool = False) -> dict:
-    """Metrics of the model at `model` on `data`; with `output`, also writes metrics.json and plots there."""
+    """Metrics of the model at `model` on `data` (the keys of `llmclf.analysis`); with `output`, also writes
+    metrics.json, plots, errors.jsonl, behaviour.json and report.html there."""
     out = Path(output) if output else None
     if out is not None and out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"--output {out} is not empty; pass --overwrite to replace it, or choose another --output.")
@@ -30,15 +31,24 @@ def evaluate(model: str, data: str, output: str | None = None, text_column: str 
     options = {"max_length": max_length} if max_length else {}
     classifier = Classifier.from_pretrained(model, batch_size=batch_size, **options)
     labels = np.asarray(encode_labels(part.labels, classifier.id2label, what=f"--data {data}"))
-    probs = classifier.predict_proba(part.texts)
-    metrics = M.compute_metrics(labels, probs, classifier.id2label)
-    if out is not None:
-        # Written beside the target and renamed, so an interrupted run leaves no half-filled --output.
-        out.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    logits, calibration = model_logits(classifier, part.texts, model)
+    scored = Part("test", part.texts, labels, logits, lookup_ratings(data, text_column, part.texts))
+    if out is None:
+        return split_metrics(scored, classifier.id2label, calibration)
+    # Written beside the target and renamed, so an interrupted run leaves no half-filled --output.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    try:
+        # plots/ keeps the standard figures; the reliability and risk-coverage figures live in report.html.
+        analysis = write_analysis(stage, [scored], classifier.id2label, calibration, classifier=classifier,
+                                  figure_dir=False, run={"title": f"{Path(model).name} on {Path(data).name}",
+                                                         "data_info": {"test": data, "test_size": len(part)}})
+        metrics = analysis.metrics["test"]
         (stage / "metrics.json").write_text(json.dumps({"test": metrics, "model": model, "data": data}, indent=2))
-        write_plots(stage, metrics, labels, probs)
-        if out.exists():
-            shutil.rmtree(out)
-        stage.rename(out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    stage.rename(out)
     return metrics

@@ -128,3 +128,58 @@ def write_plots(out_dir, metrics: dict, labels, probs, history: list[dict] | Non
     if history:
         paths += [plot_loss(history, plots / "loss.png"), plot_accuracy(history, plots / "accuracy.png")]
     return paths
+
+
+def plot_reliability(labels, probs, calibrated_probs, path, temperature: float | None = None,
+                     n_bins: int = 15) -> pathlib.Path:
+    """Reliability diagram: accuracy against mean confidence per equal-width bin, before and after temperature
+    scaling, with each curve's ECE; bars below show how many examples each bin holds.
+
+    ``plot_reliability(labels, softmax(logits), softmax(logits / T), "plots/reliability.png", temperature=T)``
+    """
+    from llmclf.calibration import expected_calibration_error, reliability_table
+
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(5.8, 6.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="Perfect calibration")
+    after_name = "Calibrated" + (f" (T={temperature:.3g})" if temperature is not None else "")
+    width = 1.0 / n_bins
+    for offset, (name, p, colour) in enumerate((("Uncalibrated", probs, "tab:orange"),
+                                                (after_name, calibrated_probs, "tab:blue"))):
+        table = reliability_table(labels, p, n_bins)
+        filled = table["count"] > 0
+        ece = expected_calibration_error(labels, p, n_bins)
+        ax.plot(table["confidence"][filled], table["accuracy"][filled], marker="o", markersize=4, color=colour,
+                label=f"{name}: ECE {ece:.4f}")
+        centres = table["edges"][:-1] + width * (0.3 + 0.4 * offset)
+        counts.bar(centres, table["count"], width=width * 0.4, color=colour, alpha=0.8)
+    ax.set(title="Reliability diagram", ylabel="Accuracy", xlim=(0, 1), ylim=(0, 1.02))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    counts.set(xlabel=f"Confidence (top-class probability, {n_bins} bins)", ylabel="Examples", xlim=(0, 1))
+    counts.grid(True, alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_risk_coverage(confidence, correct, path, targets=(0.99, 0.98)) -> pathlib.Path:
+    """Error rate among the kept examples against the share kept, when examples under a confidence cut-off go
+    to human review; dotted lines mark the largest coverage at each target accuracy.
+
+    ``plot_risk_coverage(probs.max(axis=1), decisions == labels, "plots/risk_coverage.png")``
+    """
+    from llmclf.calibration import coverage_at_accuracy, risk_coverage
+
+    curve = risk_coverage(confidence, correct)
+    fig, ax = plt.subplots(figsize=(6.0, 4.4))
+    ax.step(np.r_[0.0, curve["coverage"]], np.r_[curve["risk"][0], curve["risk"]], where="post",
+            color="tab:blue", label="Risk (error rate of kept)")
+    for target, colour in zip(targets, ("tab:green", "tab:purple")):
+        coverage, cut = coverage_at_accuracy(confidence, correct, target)
+        ax.axhline(1 - target, color=colour, linestyle=":", linewidth=1)
+        text = (f"{target:.0%} accuracy: coverage {coverage:.1%} (min confidence {cut:.3f})" if cut is not None
+                else f"{target:.0%} accuracy: not reached")
+        ax.plot([coverage], [1 - target], marker="o", color=colour, label=text)
+    ax.set(title="Risk-coverage (abstention)", xlabel="Coverage (share of examples answered automatically)",
+           ylabel="Risk (error rate)", xlim=(0, 1.01), ylim=(0, max(0.05, float(curve["risk"].max()) * 1.1)))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from llmclf.errors import UserError
 from llmclf.metrics import softmax
-from llmclf.models import load_classifier, read_run_config
+from llmclf.models import SHIPPED_MODELS, load_classifier, read_run_config, shipped_model_dir
 
 TRUNCATION_CHOICES = ("head", "head_tail", "chunks")
 # A token spans at most a few dozen characters, so cutting a huge text to this many characters per token of
@@ -108,6 +109,10 @@ class Classifier:
         """Load a directory written by `llmclf train` (merged model or LoRA adapter)."""
         model, tokenizer = load_classifier(path)
         kwargs.setdefault("max_length", read_run_config(path).get("max_length", 512))  # as trained
+        # A LoRA adapter directory has no config.json of its own: its calibration lies beside it.
+        saved = (shipped_model_dir(path) if path in SHIPPED_MODELS else Path(path).expanduser()) / "calibration.json"
+        if saved.is_file() and not getattr(model.config, "llmclf", None):
+            model.config.llmclf = json.loads(saved.read_text(encoding="utf-8"))
         return cls(model, tokenizer, **kwargs)
 
     @property

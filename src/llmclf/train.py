@@ -19,11 +19,13 @@ import numpy as np
 import yaml
 
 from llmclf import metrics as M
+from llmclf.analysis import Part, lookup_ratings, write_analysis
+from llmclf.calibration import fit_calibration, save_calibration, scale_head
 from llmclf.config import TrainArgs
 from llmclf.data import LabelledTexts, encode_labels, load_labelled, make_label_maps, split_train_validation
 from llmclf.errors import UserError
 from llmclf.models import CONFIG_FILE, add_lora, load_backbone, save_classifier
-from llmclf.plots import write_plots
+from llmclf.predict import Classifier
 from llmclf.report import write_model_card
 
 
@@ -155,8 +157,20 @@ def training_arguments(args: TrainArgs, checkpoints: Path):
         greater_is_better=None if best is None else best != "loss",
         report_to=[] if args.report_to == "none" else [args.report_to],
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every trainable weight takes part in each forward pass
+        fsdp="full_shard auto_wrap" if args.fsdp else "",  # wraps each decoder layer (model._no_split_modules)
         disable_tqdm=False,
     )
+
+
+def rank_checksums(model, state) -> list[float]:
+    """Every rank's sum of its trainable weights: under DDP they must be equal, whichever rank you ask."""
+    import torch
+    from accelerate.utils import gather_object
+
+    with torch.no_grad():
+        total = float(sum(p.double().sum() for p in model.parameters() if p.requires_grad))
+    return gather_object([total]) if state.num_processes > 1 else [total]
 
 
 def check_report_to(report_to: str) -> None:
@@ -186,10 +200,17 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
         model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout)
 
     stage = staging_dir(output)
-    if not resume:
-        shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True, exist_ok=True)
-    (stage / CONFIG_FILE).write_text(yaml.safe_dump(args.to_dict(), sort_keys=False), encoding="utf-8")
+    training_args = training_arguments(args, stage / "checkpoints")  # joins the process group under torchrun
+    from accelerate import PartialState
+
+    state = PartialState()
+    state.wait_for_everyone()  # every rank has checked --output before rank 0 writes beside it
+    if state.is_main_process:
+        if not resume:
+            shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir(parents=True, exist_ok=True)
+        (stage / CONFIG_FILE).write_text(yaml.safe_dump(args.to_dict(), sort_keys=False), encoding="utf-8")
+    state.wait_for_everyone()
 
     started = time.perf_counter()
     train_set = TokenizedTexts(splits.train, tokenizer, args.max_length)
@@ -198,7 +219,7 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
     collator = DataCollatorWithPadding(tokenizer, padding=args.padding, max_length=args.max_length)
     callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if args.early_stopping_patience else []
     trainer = Trainer(
-        model=model, args=training_arguments(args, stage / "checkpoints"), train_dataset=train_set,
+        model=model, args=training_args, train_dataset=train_set,
         eval_dataset=validation_set, data_collator=collator, compute_metrics=trainer_metrics(splits.id2label),
         callbacks=callbacks,
     )
@@ -206,34 +227,49 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
     train_seconds = time.perf_counter() - started
     history = history_rows(trainer.state.log_history)
 
-    def final_metrics(part: LabelledTexts) -> tuple[dict, np.ndarray]:
-        probs = M.softmax(trainer.predict(TokenizedTexts(part, tokenizer, args.max_length)).predictions)
-        return M.compute_metrics(np.asarray(part.labels), probs, splits.id2label), probs
+    def final_part(name: str, part: LabelledTexts, source: str | None) -> Part:
+        logits = trainer.predict(TokenizedTexts(part, tokenizer, args.max_length)).predictions
+        return Part(name, part.texts, part.labels, logits, lookup_ratings(source, args.text_column, part.texts))
 
-    validation_metrics, validation_probs = final_metrics(splits.validation)
-    results = {"validation": validation_metrics}
-    labels, probs = np.asarray(splits.validation.labels), validation_probs
+    parts = [final_part("validation", splits.validation, args.validation_data or args.data)]
     if splits.test is not None:
-        results["test"], probs = final_metrics(splits.test)
-        labels = np.asarray(splits.test.labels)
-    results["training"] = {
+        parts.append(final_part("test", splits.test, args.test_data))
+    checksums = rank_checksums(trainer.model, state)
+    if not state.is_main_process:  # predictions above are gathered from every rank; rank 0 alone writes
+        return output
+    training = {
         "train_seconds": round(train_seconds, 2),
         "train_examples": len(splits.train),
         "epochs": args.epochs,
         "train_loss": result.training_loss,
         "best_checkpoint": trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).name,
+        "world_size": state.num_processes,
+        "rank_param_checksums": checksums,
     }
 
-    save_classifier(trainer.model, tokenizer, stage, merge=not args.save_adapter)
+    # Temperature, then (binary) threshold, fitted on validation data; from here on the head carries the temperature.
+    calibration = fit_calibration(parts[0].logits, parts[0].labels, args.threshold_objective, args.target_precision)
+    in_head = scale_head(trainer.model, calibration.temperature)
+    classifier = Classifier(trainer.model, tokenizer, max_length=args.max_length, batch_size=args.eval_batch_size,
+                            device=str(next(trainer.model.parameters()).device), threshold=calibration.threshold,
+                            temperature=1.0 if in_head else calibration.temperature)
     (stage / "history.jsonl").write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")
-    plots = write_plots(stage, results.get("test", validation_metrics), labels, probs, history)
     data_info = {
         "train": args.data, "validation": args.validation_data, "test": args.test_data,
         "train_size": len(splits.train), "validation_size": len(splits.validation),
         "test_size": len(splits.test) if splits.test else None, "label_names": args.label_names,
     }
-    write_model_card(stage, config=args.to_dict(), metrics=validation_metrics, history=history, data_info=data_info,
-                     plots=[str(p) for p in plots], test_metrics=results.get("test"), name=output.name)
+    # Before saving: merging a LoRA model unloads it, and the behaviour checks run on the model in memory.
+    analysis = write_analysis(stage, parts, splits.id2label, calibration, classifier=classifier, history=history,
+                              run={"config": args.to_dict(), "data_info": data_info, "training": training,
+                                   "title": output.name})
+    results = {**analysis.metrics, "training": training}
+    save_classifier(trainer.model, tokenizer, stage, merge=not args.save_adapter)
+    save_calibration(stage, calibration, in_head)
+    write_model_card(stage, config=args.to_dict(), metrics=results["validation"], history=history, data_info=data_info,
+                     plots=[str(p) for p in analysis.plots], test_metrics=results.get("test"), name=output.name,
+                     analysis={"split": analysis.split, "metrics": results[analysis.split], "errors": analysis.errors,
+                               "behaviour": analysis.behaviour, "temperature_in_head": in_head})
     (stage / "metrics.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     if not args.keep_checkpoints:
         shutil.rmtree(stage / "checkpoints", ignore_errors=True)
