@@ -6,7 +6,7 @@ validation loss and on every predicted probability).
 """
 
 import json
-import shutil
+import socket
 import subprocess
 import sys
 
@@ -20,8 +20,15 @@ from llmclf.predict import Classifier
 COMMON = ["--model", "tiny-random-llama", "--epochs", "2", "--learning-rate", "3e-3", "--seed", "7"]
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def torchrun(*argv, cwd) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(free_port()),
                "-m", "llmclf", *map(str, argv)]
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300)
 
