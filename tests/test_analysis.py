@@ -80,9 +80,8 @@ def test_error_analysis_against_reference(k, threshold):
     assert [r["index"] for r in by_kind["mistake"]] == [int(i) for i in surest]
     first = by_kind["mistake"][0]
     assert first["label"] == names[labels[surest[0]]] and first["predicted"] == names[chosen[surest[0]]]
-    assert first["text"] == texts[surest[0]] and first["confidence"] == pytest.approx(probs[surest[0]].max()
-                                                                                      if threshold is None else
-                                                                                      probs[surest[0], chosen[surest[0]]])
+    assert first["text"] == snippet(texts[surest[0]])
+    assert first["confidence"] == pytest.approx(probs[surest[0], chosen[surest[0]]])
 
     words = np.array([len(t.split()) for t in texts])
     assert sum(r["n"] for r in by_kind["length_bucket"]) == len(texts)

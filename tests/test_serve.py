@@ -187,6 +187,7 @@ def big_body():
     return json.dumps({"input": ["x" * 1000] * 70}).encode()  # ~70 kB, over max_body_bytes 65536
 
 
+JSON = {"content-type": "application/json"}
 ERRORS = {
     "too-many-texts": ("/classify", {"json": {"input": ["a"] * 33}}, 413, "max_texts_per_request"),
     "too-many-texts-predict": ("/v1/predict", {"json": {"texts": ["a"] * 33}}, 413, "max_texts_per_request"),
@@ -201,12 +202,12 @@ ERRORS = {
     "number-input": ("/classify", {"json": {"input": 5}}, 422, None),
     "token-ids": ("/classify", {"json": {"input": [1, 2, 3]}}, 422, None),
     "unknown-field": ("/v1/predict", {"json": {"text": "a"}}, 422, None),
-    "lone-surrogate": ("/v1/predict", {"content": b'{"texts": ["\\ud800"]}', "headers": {"content-type": "application/json"}},
-                       422, None),
-    "invalid-utf8": ("/v1/predict", {"content": b'{"texts": ["\xff\xfe"]}', "headers": {"content-type": "application/json"}},
-                     422, None),
-    "form-encoded": ("/v1/predict", {"content": b"texts=a", "headers": {"content-type": "application/x-www-form-urlencoded"}},
-                     422, None),
+    "lone-surrogate": ("/v1/predict", {"content": b'{"texts": ["\\ud800"]}', "headers": JSON}, 422, None),
+    "invalid-utf8": ("/v1/predict", {"content": b'{"texts": ["\xff\xfe"]}', "headers": JSON}, 422, None),
+    "deeply-nested": ("/classify", {"content": b'{"input": ' + b"[" * 30000 + b"]" * 30000 + b"}",
+                                    "headers": {"content-type": "application/json"}}, 422, None),
+    "form-encoded": ("/v1/predict", {"content": b"texts=a",
+                                     "headers": {"content-type": "application/x-www-form-urlencoded"}}, 422, None),
 }
 
 
@@ -228,7 +229,7 @@ def test_error_messages_say_what_is_wrong(client):
     def message(**request):
         return client.post("/classify", **request).json()["error"]["message"]
 
-    assert message(content=b'{"input": [', headers={"content-type": "application/json"}).startswith("body: not valid JSON")
+    assert message(content=b'{"input": [', headers=JSON).startswith("body: not valid JSON")
     assert message(json={"input": 5}) == "input: expected a string or a list of strings."
     assert message(json={"input": []}) == "input: no texts; give at least one."
     assert message(json={"model": "m"}) == "input: Field required."
@@ -326,7 +327,8 @@ def test_full_queue_answers_503_with_retry_after(slow_dir):
 
         responses = asyncio.run(burst())
         statuses = sorted(r.status_code for r in responses)
-        assert set(statuses) == {200, 503} and statuses.count(200) >= 3, statuses  # one running, two queued
+        # The two that fit the queue are answered (a third too if the model took one before the rest came).
+        assert set(statuses) == {200, 503} and statuses.count(200) >= 2, statuses
         full = next(r for r in responses if r.status_code == 503)
         assert full.headers["retry-after"] == "1"
         assert full.json()["error"]["limit"] == "max_queue"
@@ -343,16 +345,19 @@ def test_sigterm_answers_requests_in_flight(slow_dir):
         result["response"] = httpx.post(server.url + "/v1/predict", json={"texts": [LONG] * 4}, timeout=120)
 
     thread = threading.Thread(target=ask)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while httpx.get(server.url + "/health").json()["busy"] == 0:  # the forward pass has started
-        assert time.monotonic() < deadline, "the request never reached the model"
-        time.sleep(0.005)
-    server.process.send_signal(signal.SIGTERM)
-    thread.join(60)
-    assert result["response"].status_code == 200
-    assert len(result["response"].json()["predictions"]) == 4
-    assert server.process.wait(60) in CLEAN_EXIT
+    try:
+        thread.start()
+        deadline = time.monotonic() + 30
+        while httpx.get(server.url + "/health").json()["busy"] == 0:  # the forward pass has started
+            assert time.monotonic() < deadline, "the request never reached the model"
+            time.sleep(0.005)
+        server.process.send_signal(signal.SIGTERM)
+        thread.join(60)
+        assert result["response"].status_code == 200
+        assert len(result["response"].json()["predictions"]) == 4
+        assert server.process.wait(60) in CLEAN_EXIT
+    finally:
+        server.stop()
     assert "Application shutdown complete" in server.log() and "Traceback" not in server.log()
     with pytest.raises(httpx.ConnectError):
         httpx.get(server.url + "/health")
@@ -459,3 +464,33 @@ def test_model_file_stays_inside_the_directory(tmp_path):
     for bad in ("config.json", "../outside.png", "plots/link.png", "/etc/passwd", "plots/../README.md", "plots/x.png"):
         assert model_file(root, bad) is None, bad
     assert model_file(None, "README.md") is None
+
+
+def test_a_failing_model_answers_500_and_the_app_keeps_serving():
+    from fastapi.testclient import TestClient
+
+    from llmclf.serve import create_app
+
+    class Broken:
+        labels, max_length, truncation, temperature = ["neg", "pos"], 64, "head", 1.0
+        threshold = min_confidence = None
+
+        def classify(self, texts):
+            if "boom" in texts:
+                raise RuntimeError("CUDA error: device-side assert triggered")
+            return [{"label": "pos", "score": 0.6, "probs": {"neg": 0.4, "pos": 0.6}, "needs_review": False}
+                    for _ in texts]
+
+        def _encode(self, text):
+            return [[1] * 3]
+
+    app = create_app(Broken(), ServeArgs(max_wait_ms=0), model_name="broken")
+    with TestClient(app, raise_server_exceptions=False) as http:  # as uvicorn: log it, answer 500
+        failed = http.post("/classify", json={"input": ["boom"]})
+        assert failed.status_code == 500
+        assert failed.json()["error"]["type"] == "server_error" and "CUDA" not in failed.text
+        ok = http.post("/classify", json={"input": ["fine"]}).json()
+        assert ok["data"][0]["probs"] == [0.4, 0.6] and ok["usage"]["prompt_tokens"] == 3
+        assert http.get("/v1/stats").json()["failed_batches"] == 1
+        assert http.get("/v1/model").json()["card"] is None
+        assert http.get("/v1/model/card").status_code == 404

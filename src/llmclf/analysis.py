@@ -20,9 +20,19 @@ calibrated probabilities -- the probabilities the saved model gives -- so `loss`
     coverage_at_99_accuracy, min_confidence_at_99_accuracy (and _98_): the largest share of examples that
                         `--min-confidence` can keep while the kept ones are that accurate, and the cut-off
 
+errors.jsonl holds one JSON object per line, tagged by `kind` (each also names its `split`):
+
+    mistake        the 20 surest wrong decisions: rank, index (in the split), label, predicted, confidence,
+                   prob_label, words, text (a snippet of at most 300 characters)
+    length_bucket  up to 4 groups cut at the word-count quartiles: bucket, min_words, max_words, n, accuracy,
+                   f1_macro, errors, mean_confidence
+    rating         the same per star rating, for data with a rating/stars/star_rating column (or aclImdb names)
+    confused_pair  label, predicted, count, share_of_label, most frequent first
+
 Decisions for abstention and error analysis are the ones `predict` makes: the threshold applied, confidence
 the top calibrated probability. Error analysis and figures describe the last split given (test when a run
-has one, else validation).
+has one, else validation). behaviour.json is written for sentiment models only (rule in `llmclf.behaviour`);
+where the calibration is saved is in `llmclf.calibration`.
 """
 
 from __future__ import annotations

@@ -91,6 +91,17 @@ def cmd_predict(ns: argparse.Namespace) -> int:
         raise UserError("no texts to classify; pass them as arguments, - to read one per line from stdin, "
                         "or --input FILE --output FILE.")
     options = {"max_length": ns.max_length} if ns.max_length else {}
+    if ns.engine == "ray":
+        from llmclf.scale import predict_ray
+
+        if not ns.input:
+            raise UserError("--engine ray scores files: pass --input DIR_OR_GLOB --output DIR.")
+        rows = predict_ray(ns.model, ns.input, ns.output, text_column=ns.text_column, num_workers=ns.num_workers,
+                           batch_size=ns.batch_size, address=ns.ray_address, overwrite=ns.overwrite,
+                           truncation=ns.truncation, threshold=ns.threshold, min_confidence=ns.min_confidence,
+                           **options)
+        print(f"scored {rows} rows into {ns.output}/", file=sys.stderr)
+        return 0
     classifier = Classifier.from_pretrained(ns.model, batch_size=ns.batch_size, device=ns.device,
                                             truncation=ns.truncation, threshold=ns.threshold,
                                             min_confidence=ns.min_confidence, **options)
@@ -204,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-confidence", type=probability, default=None,
                    help="mark results whose top probability is below this needs_review (the label is kept): a "
                    "needs_review/ok column before the text, a needs_review column in --output")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="ray: score files on a Ray cluster (--input DIR_OR_GLOB, --output DIR)")
+    p.add_argument("--num-workers", type=positive_int, default=2, help="Ray actors, one model each")
+    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("check", help="run the behaviour checks (negation, sarcasm, typos...) on a sentiment model",

@@ -228,7 +228,8 @@ def trust_rows(m: dict) -> list[list[str]]:
 
 
 def _md(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Text for a markdown table cell: pipes escaped, and no raw HTML from the data (a review may hold tags)."""
+    return str(text).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def trust_card_sections(analysis: dict) -> list[str]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
+from llmclf.config import flag
 from llmclf.errors import UserError
 
 SERVE_EXTRA = "pip install 'llmclf[serve]'"
@@ -70,10 +71,6 @@ class ServeArgs:
 
     def limits(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name.startswith("max_")}
-
-
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -400,7 +397,8 @@ def model_info(classifier, model_dir: Path | None, name: str) -> dict:
 
     run = read_run_config(model_dir) if model_dir else {}
     metrics_file = model_file(model_dir, "metrics.json")
-    plots = sorted(p.name for p in (model_dir / "plots").glob("*.png")) if model_dir and (model_dir / "plots").is_dir() else []
+    plots_dir = model_dir / "plots" if model_dir else None
+    plots = sorted(p.name for p in plots_dir.glob("*.png")) if plots_dir and plots_dir.is_dir() else []
     return {
         "name": name,
         "labels": classifier.labels,
@@ -563,8 +561,9 @@ def create_app(classifier, args: ServeArgs | None = None, model_dir: str | Path 
 
     @app.exception_handler(Exception)
     async def server_error(request, exc: Exception):  # a bug: answer 500 and keep serving
-        return JSONResponse({"error": {"code": 500, "type": "server_error",
-                                       "message": f"{type(exc).__name__}: {exc}"[:500]}}, status_code=500)
+        return JSONResponse({"error": {"code": 500, "type": "server_error", "message": f"internal error "
+                                       f"({type(exc).__name__}); the server's log has the traceback."}},
+                            status_code=500)
 
     # --- vLLM's classification API ---------------------------------------------------------------------
 
@@ -664,7 +663,7 @@ def create_app(classifier, args: ServeArgs | None = None, model_dir: str | Path 
                                      f"CSV row {i + 1}, column {text_column!r}: {len(text)} characters")
         records = []
         for start in range(0, len(texts), args.max_batch_size):  # share the model with other requests
-            records += await _submit_patiently(batcher, texts[start : start + args.max_batch_size], classify)
+            records += await _submit_patiently(classify, texts[start : start + args.max_batch_size])
         frame["label"] = [r["label"] for r in records]
         frame["score"] = [r["score"] for r in records]
         for label in labels:
@@ -727,7 +726,7 @@ def create_app(classifier, args: ServeArgs | None = None, model_dir: str | Path 
     return app
 
 
-async def _submit_patiently(batcher: Batcher, texts: list[str], classify, patience_s: float = 30.0):
+async def _submit_patiently(classify, texts: list[str], patience_s: float = 30.0):
     """A CSV's chunk waits for room in a busy queue rather than failing at once."""
     deadline = time.monotonic() + patience_s
     while True:
@@ -804,6 +803,18 @@ def run_server(model: str, args: ServeArgs, device: str | None = None, threshold
 # A server in a child process, for tests and benchmarks
 
 
+def _die_with_parent():
+    """On Linux, a child that gets SIGTERM when its parent dies, so a killed test run or benchmark leaves no
+    server behind. libc is loaded here, in the parent: the child only makes the one call before exec. Linux
+    signals the child when the *thread* that started it ends, so start servers from a long-lived thread."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    return lambda: libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -824,6 +835,7 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="llmclf-serve-", suffix=".log", delete=False)
+        self._final_log: str | None = None
 
     def argv(self) -> list[str]:
         argv = [sys.executable, "-m", "llmclf", "serve", "--model", self.model, "--port", str(self.port)]
@@ -834,7 +846,7 @@ class ServerProcess:
     def start(self) -> "ServerProcess":
         env = os.environ | {"PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(self.argv(), stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=env)
+                                        stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent())
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -846,9 +858,13 @@ class ServerProcess:
             except OSError:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"llmclf serve did not answer /health in {self.startup_timeout:.0f} s:\n{self.log()[-3000:]}")
+        raise RuntimeError(f"llmclf serve did not answer /health in {self.startup_timeout:.0f} s:\n"
+                           f"{self.log()[-3000:]}")
 
     def log(self) -> str:
+        """What the server printed (uvicorn's lines, warnings, a traceback if it failed to start)."""
+        if self._final_log is not None:
+            return self._final_log
         return Path(self._log.name).read_text(errors="replace")
 
     def stop(self, timeout: float = 60.0) -> int | None:
@@ -862,7 +878,10 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self._log.close()
+        if self._final_log is None:
+            self._final_log = self.log()
+            self._log.close()
+            Path(self._log.name).unlink(missing_ok=True)
         return self.process.returncode
 
     def __enter__(self) -> "ServerProcess":
@@ -870,4 +889,3 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-        Path(self._log.name).unlink(missing_ok=True)
