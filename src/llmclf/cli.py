@@ -67,7 +67,8 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     from llmclf.metrics import summary_line
 
     metrics = evaluate(ns.model, ns.data, ns.output, text_column=ns.text_column, label_column=ns.label_column,
-                       batch_size=ns.batch_size, max_length=ns.max_length, overwrite=ns.overwrite)
+                       batch_size=ns.batch_size, max_length=ns.max_length, overwrite=ns.overwrite,
+                       load_options=load_options(ns))
     print(summary_line(metrics))
     if ns.output:
         print(f"metrics.json, plots, errors.jsonl and report.html in {ns.output}/")
@@ -99,14 +100,15 @@ def cmd_predict(ns: argparse.Namespace) -> int:
         rows = predict_ray(ns.model, ns.input, ns.output, text_column=ns.text_column, num_workers=ns.num_workers,
                            batch_size=ns.batch_size, address=ns.ray_address, overwrite=ns.overwrite,
                            truncation=ns.truncation, threshold=ns.threshold, min_confidence=ns.min_confidence,
-                           **options)
+                           **load_options(ns), **options)
         print(f"scored {rows} rows into {ns.output}/", file=sys.stderr)
         return 0
     classifier = Classifier.from_pretrained(ns.model, batch_size=ns.batch_size, device=ns.device,
                                             truncation=ns.truncation, threshold=ns.threshold,
-                                            min_confidence=ns.min_confidence, **options)
+                                            min_confidence=ns.min_confidence, **load_options(ns), **options)
     if ns.input:
-        rows = score_file(classifier, ns.input, ns.output, text_column=ns.text_column, overwrite=ns.overwrite)
+        rows = score_file(classifier, ns.input, ns.output, text_column=ns.text_column, overwrite=ns.overwrite,
+                          resume=ns.resume, chunk_rows=ns.chunk_rows)
         print(f"scored {rows} rows into {ns.output}", file=sys.stderr)
         return 0
     for text, record in zip(texts, classifier.classify(texts)):
@@ -126,7 +128,7 @@ def cmd_check(ns: argparse.Namespace) -> int:
         raise UserError(f"--output {ns.output} exists; pass --overwrite to replace it, or choose another --output.")
     options = {"max_length": ns.max_length} if ns.max_length else {}
     classifier = Classifier.from_pretrained(ns.model, batch_size=ns.batch_size, device=ns.device,
-                                            threshold=ns.threshold, **options)
+                                            threshold=ns.threshold, **load_options(ns), **options)
     report = run_checks(classifier, negative=ns.negative_label, positive=ns.positive_label)
     for check in report["checks"] + [{"name": "all", "kind": "", **report}]:
         print(f"{check['name']:<18} {check['kind']:<4} {check['passed']:>3}/{check['n']:<3} {check['pass_rate']:7.1%}")
@@ -148,8 +150,20 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 
     args = ServeArgs(**{f.name: getattr(ns, f.name) for f in fields(ServeArgs)})
     run_server(ns.model, args, device=ns.device, threshold=ns.threshold, min_confidence=ns.min_confidence,
-               truncation=ns.truncation, max_length=ns.max_length)
+               truncation=ns.truncation, max_length=ns.max_length, **load_options(ns))
     return 0
+
+
+def add_load_flags(parser: argparse.ArgumentParser) -> None:
+    """Two opt-ins for loading a model: never implied."""
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="run model code shipped with a checkpoint (only for code you trust)")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="load pickle (.bin) weights when there are no safetensors (they can run code)")
+
+
+def load_options(ns: argparse.Namespace) -> dict:
+    return {"trust_remote_code": ns.trust_remote_code, "allow_pickle": ns.allow_pickle}
 
 
 def probability(value: str) -> float:
@@ -194,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--max-length", type=positive_int, default=None, help="default: the model's training max_length")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    add_load_flags(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="label texts or a file with a trained classifier")
@@ -215,10 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-confidence", type=probability, default=None,
                    help="mark results whose top probability is below this needs_review (the label is kept): a "
                    "needs_review/ok column before the text, a needs_review column in --output")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted --input/--output run without rescoring its finished rows")
+    p.add_argument("--chunk-rows", type=positive_int, default=1024,
+                   help="rows read, scored and saved at a time: memory stays flat whatever the file size")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="ray: score files on a Ray cluster (--input DIR_OR_GLOB, --output DIR)")
     p.add_argument("--num-workers", type=positive_int, default=2, help="Ray actors, one model each")
     p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
+    add_load_flags(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("check", help="run the behaviour checks (negation, sarcasm, typos...) on a sentiment model",
@@ -235,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--max-length", type=positive_int, default=None, help="default: the model's training max_length")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    add_load_flags(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("demo", help="the whole pipeline offline on a bundled sample, in minutes on a CPU")
@@ -262,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truncation", choices=TRUNCATION_CHOICES, default="head",
                    help="texts longer than max_length: keep the head, head and tail, or average overlapping chunks")
     p.add_argument("--max-length", type=positive_int, default=None, help="default: the model's training max_length")
+    add_load_flags(p)
     p.set_defaults(func=cmd_serve)
     return parser
 
@@ -285,8 +307,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"llmclf: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("llmclf: interrupted", file=sys.stderr)
+        print("llmclf: interrupted (train and predict --input runs continue with --resume)", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
+            print("llmclf: error: out of GPU memory; pass a smaller --batch-size or --max-length.", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -55,6 +55,10 @@ class TrainArgs:
     """Texts are truncated to this many tokens."""
     padding: str = "longest"
     """`longest` pads each batch to its longest text; `max_length` pads every text to max_length (the card)."""
+    trust_remote_code: bool = False
+    """Run model code shipped with a hub checkpoint (never implied: only for code you trust)."""
+    allow_pickle: bool = False
+    """Load pickle (.bin) weights when a checkpoint has no safetensors (pickle can run code: trusted files only)."""
     lora: bool = False
     """Train LoRA adapters (and the classification head) instead of all weights."""
     lora_r: int = 16

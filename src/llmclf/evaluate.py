@@ -21,7 +21,7 @@ from llmclf.predict import Classifier
 
 def evaluate(model: str, data: str, output: str | None = None, text_column: str = "text",
              label_column: str = "label", batch_size: int = 16, max_length: int | None = None,
-             overwrite: bool = False) -> dict:
+             overwrite: bool = False, load_options: dict | None = None) -> dict:
     """Metrics of the model at `model` on `data` (the keys of `llmclf.analysis`); with `output`, also writes
     metrics.json, plots, errors.jsonl, behaviour.json and report.html there."""
     out = Path(output) if output else None
@@ -29,7 +29,7 @@ def evaluate(model: str, data: str, output: str | None = None, text_column: str 
         raise UserError(f"--output {out} is not empty; pass --overwrite to replace it, or choose another --output.")
     part = load_labelled(data, text_column=text_column, label_column=label_column, what="--data")
     options = {"max_length": max_length} if max_length else {}
-    classifier = Classifier.from_pretrained(model, batch_size=batch_size, **options)
+    classifier = Classifier.from_pretrained(model, batch_size=batch_size, **(load_options or {}), **options)
     labels = np.asarray(encode_labels(part.labels, classifier.id2label, what=f"--data {data}"))
     logits, calibration = model_logits(classifier, part.texts, model)
     scored = Part("test", part.texts, labels, logits, lookup_ratings(data, text_column, part.texts))

@@ -11,6 +11,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -186,7 +187,8 @@ def tiny_random_llama(id2label: dict[int, str], seed: int = 0):
     return model, tokenizer
 
 
-def load_backbone(name: str, id2label: dict[int, str], seed: int = 42, trust_remote_code: bool = False):
+def load_backbone(name: str, id2label: dict[int, str], seed: int = 42, trust_remote_code: bool = False,
+                  allow_pickle: bool = False):
     """A pretrained decoder with a fresh classification head of len(id2label) outputs, and its tokenizer."""
     import torch
     from transformers import AutoModelForSequenceClassification
@@ -199,6 +201,8 @@ def load_backbone(name: str, id2label: dict[int, str], seed: int = 42, trust_rem
     model = _from_pretrained(
         AutoModelForSequenceClassification, source, num_labels=len(id2label), id2label=id2label,
         label2id={v: k for k, v in id2label.items()}, dtype=torch.float32, trust_remote_code=trust_remote_code,
+        # Pickle checkpoints can run code when loaded: safetensors only, unless the user opts in.
+        use_safetensors=None if allow_pickle else True,
     )
     clear_quantization_marks(model)
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -255,7 +259,7 @@ def shipped_model_dir(name: str) -> Path:
     return path
 
 
-def load_classifier(model_dir: str, trust_remote_code: bool = False):
+def load_classifier(model_dir: str, trust_remote_code: bool = False, allow_pickle: bool = False):
     """A trained classifier directory (merged model or LoRA adapter) or a shipped model's name ->
     (model in eval mode, tokenizer). Weights load from safetensors only.
     """
@@ -265,7 +269,7 @@ def load_classifier(model_dir: str, trust_remote_code: bool = False):
     if not path.is_dir():
         raise UserError(f"--model {model_dir}: no such model directory; give the --output of `llmclf train`.")
     if (path / "adapter_config.json").is_file():
-        return _load_adapter(path, trust_remote_code)
+        return _load_adapter(path, trust_remote_code, allow_pickle)
     if not (path / "config.json").is_file():
         raise UserError(f"--model {model_dir}: no config.json; give the --output directory of `llmclf train`.")
     from transformers import AutoConfig, AutoModelForSequenceClassification
@@ -275,16 +279,31 @@ def load_classifier(model_dir: str, trust_remote_code: bool = False):
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
         raise UserError(f"--model {model_dir}: no classification head (architectures: "
                         f"{', '.join(architectures) or 'none'}); fine-tune it first with `llmclf train --model {model_dir}`.")
-    if not any(path.glob("*.safetensors")):
-        raise UserError(f"--model {model_dir}: no .safetensors weights; llmclf loads weights only from safetensors.")
+    if not any(path.glob("*.safetensors")) and not allow_pickle:
+        raise UserError(f"--model {model_dir}: no .safetensors weights; llmclf loads weights only from safetensors "
+                        "(pickle checkpoints can run code: pass --allow-pickle only for files you trust).")
     tokenizer = load_tokenizer(str(path), trust_remote_code=trust_remote_code)
-    model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True,
-                                                               trust_remote_code=trust_remote_code)
+    with quiet_progress():  # predict/serve output stays clean: no "Loading weights" bar per start
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, use_safetensors=None if allow_pickle else True, trust_remote_code=trust_remote_code)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.eval(), tokenizer
 
 
-def _load_adapter(path: Path, trust_remote_code: bool):
+@contextmanager
+def quiet_progress():
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _load_adapter(path: Path, trust_remote_code: bool, allow_pickle: bool):
     """The backbone is resolved from the run's own config (an alias, not a machine-specific cache path)."""
     import json
 
@@ -298,7 +317,9 @@ def _load_adapter(path: Path, trust_remote_code: bool):
         raise UserError(f"--model {path}: adapter directory without {CONFIG_FILE} (labels unknown); "
                         "give the --output directory of `llmclf train --lora --save-adapter`.")
     # tiny-random-llama's weights come from the seed; a pretrained backbone's only head is the adapter's.
-    model, _ = load_backbone(backbone, id2label, seed=run.get("seed", 42), trust_remote_code=trust_remote_code)
+    with quiet_progress():
+        model, _ = load_backbone(backbone, id2label, seed=run.get("seed", 42), trust_remote_code=trust_remote_code,
+                                 allow_pickle=allow_pickle)
     tokenizer = load_tokenizer(str(path))
     model = PeftModel.from_pretrained(model, path, use_safetensors=True)
     model.config.pad_token_id = tokenizer.pad_token_id

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -105,9 +106,10 @@ class Classifier:
         self._filler = [tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id]
 
     @classmethod
-    def from_pretrained(cls, path: str, **kwargs) -> "Classifier":
-        """Load a directory written by `llmclf train` (merged model or LoRA adapter)."""
-        model, tokenizer = load_classifier(path)
+    def from_pretrained(cls, path: str, trust_remote_code: bool = False, allow_pickle: bool = False,
+                        **kwargs) -> "Classifier":
+        """Load a directory written by `llmclf train` (merged model or LoRA adapter), or a shipped model."""
+        model, tokenizer = load_classifier(path, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         kwargs.setdefault("max_length", read_run_config(path).get("max_length", 512))  # as trained
         # A LoRA adapter directory has no config.json of its own: its calibration lies beside it.
         saved = (shipped_model_dir(path) if path in SHIPPED_MODELS else Path(path).expanduser()) / "calibration.json"
@@ -274,12 +276,15 @@ def score_frame(classifier: Classifier, frame, text_column: str):
 
 
 def score_file(classifier: Classifier, input_path: str, output_path: str, text_column: str = "text",
-               overwrite: bool = False, chunk_rows: int = 1024, progress: bool = True) -> int:
+               overwrite: bool = False, chunk_rows: int = 1024, progress: bool = True, resume: bool = False) -> int:
     """Score every row of a CSV/JSONL/Parquet file into another; returns the number of rows.
 
-    Streams in chunks, writes to a temporary file beside the output and renames it at the end, so an
-    interrupted run never leaves a half-written output.
+    Streams in chunks of `chunk_rows`, each written as its own file in a staging directory beside the output
+    (`.NAME.llmclf-partial/`); the output appears, whole, only at the end. A killed run leaves its finished
+    chunks there, and `resume=True` continues after them without rescoring.
     """
+    import json
+
     from tqdm import tqdm
 
     source, target = Path(input_path), Path(output_path)
@@ -291,13 +296,18 @@ def score_file(classifier: Classifier, input_path: str, output_path: str, text_c
         raise UserError(f"--output {target} exists; pass --overwrite to replace it, or choose another --output.")
     kind = table_format(target, "--output")
     table_format(source, "--input")
-    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.llmclf-partial")
-    writer, rows = TableWriter(partial, kind), 0
+    stat = source.stat()
+    manifest = {"input": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                "chunk_rows": chunk_rows, "text_column": text_column, "output_format": kind}
+    done = _finished_chunks(partial, manifest, resume, overwrite, target)
+    partial.mkdir(parents=True, exist_ok=True)
+    (partial / "manifest.json").write_text(json.dumps(manifest))
     reserved = {"label", "score", "needs_review"} | {f"prob_{name}" for name in classifier.id2label.values()}
+    rows = 0
     try:
         with tqdm(total=count_rows(source), unit=" rows", disable=not progress, desc="scoring") as bar:
-            for frame in read_table_chunks(source, chunk_rows):
+            for index, frame in enumerate(read_table_chunks(source, chunk_rows)):
                 if text_column not in frame.columns:
                     raise UserError(f"--input {source}: no text column {text_column!r}; columns found: "
                                     f"{', '.join(map(str, frame.columns))}. Pass --text-column.")
@@ -305,24 +315,76 @@ def score_file(classifier: Classifier, input_path: str, output_path: str, text_c
                 if clash:
                     raise UserError(f"--input {source}: already has column(s) {', '.join(clash)} that scoring "
                                     "adds; rename them first.")
-                writer.write(score_frame(classifier, frame, text_column))
+                if index >= done:  # chunks finished by an earlier, killed run are not scored again
+                    chunk = partial / f"part-{index:08d}.{kind}"
+                    writer = TableWriter(chunk.with_name(chunk.name + ".tmp"), kind)
+                    writer.write(score_frame(classifier, frame, text_column))
+                    writer.close()
+                    chunk.with_name(chunk.name + ".tmp").replace(chunk)
                 rows += len(frame)
                 bar.update(len(frame))
-        writer.close()
         if rows == 0:
             raise UserError(f"--input {source}: no rows to score; give a file with at least one text.")
     except UnicodeDecodeError as exc:
-        partial.unlink(missing_ok=True)
+        shutil.rmtree(partial, ignore_errors=True)
         raise UserError(f"--input {source}: not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8.") from None
     except UserError:
-        partial.unlink(missing_ok=True)
+        shutil.rmtree(partial, ignore_errors=True)
         raise
     except ValueError as exc:  # pandas/pyarrow parse errors
-        partial.unlink(missing_ok=True)
+        shutil.rmtree(partial, ignore_errors=True)
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise UserError(f"--input {source}: cannot read it ({first}); check the file's format.") from None
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    partial.replace(target)
+    _assemble(sorted(partial.glob(f"part-*.{kind}")), partial / f"assembled.{kind}", kind).replace(target)
+    shutil.rmtree(partial, ignore_errors=True)
     return rows
+
+
+def _finished_chunks(partial: Path, manifest: dict, resume: bool, overwrite: bool, target: Path) -> int:
+    """How many chunks an earlier run finished (0 when starting afresh)."""
+    import json
+
+    if not partial.exists():
+        if resume:
+            raise UserError(f"--resume: no unfinished scoring run for --output {target}; run without --resume.")
+        return 0
+    if not resume:
+        if not overwrite:
+            raise UserError(f"--output {target}: an unfinished scoring run is in {partial}; pass --resume to "
+                            "continue it or --overwrite to start over.")
+        shutil.rmtree(partial)
+        return 0
+    try:
+        before = json.loads((partial / "manifest.json").read_text())
+    except (OSError, ValueError):
+        before = None
+    if before != manifest:
+        raise UserError(f"--resume: the unfinished run in {partial} scored another input or used other settings; "
+                        "pass --overwrite to start over.")
+    chunks = sorted(partial.glob(f"part-*.{manifest['output_format']}"))
+    # Chunks are numbered in input order and renamed into place only when complete: count the unbroken run.
+    done = 0
+    while done < len(chunks) and chunks[done].name == f"part-{done:08d}.{manifest['output_format']}":
+        done += 1
+    return done
+
+
+def _assemble(chunks: list[Path], out: Path, kind: str) -> Path:
+    """Concatenate chunk files into one file of the same format, streaming."""
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        writer = None
+        for chunk in chunks:
+            table = pq.read_table(chunk)
+            writer = writer or pq.ParquetWriter(out, table.schema)
+            writer.write_table(table.cast(writer.schema))
+        writer.close()
+        return out
+    with open(out, "wb") as f:
+        for i, chunk in enumerate(chunks):
+            with open(chunk, "rb") as part:
+                if kind == "csv" and i > 0:
+                    part.readline()  # each chunk file carries the header; keep the first
+                shutil.copyfileobj(part, f)
+    return out

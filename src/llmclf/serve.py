@@ -776,7 +776,8 @@ def _version() -> str:
 
 
 def run_server(model: str, args: ServeArgs, device: str | None = None, threshold: float | None = None,
-               min_confidence: float | None = None, truncation: str = "head", max_length: int | None = None) -> None:
+               min_confidence: float | None = None, truncation: str = "head", max_length: int | None = None,
+               trust_remote_code: bool = False, allow_pickle: bool = False) -> None:
     """Load `model` (a directory written by `llmclf train`, or a shipped model's name) and serve it until
     SIGTERM/SIGINT, answering the requests in flight before exiting."""
     try:
@@ -789,7 +790,8 @@ def run_server(model: str, args: ServeArgs, device: str | None = None, threshold
     options = {"max_length": max_length} if max_length else {}
     classifier = Classifier.from_pretrained(model, batch_size=args.max_batch_size, device=device,
                                             truncation=truncation, threshold=threshold,
-                                            min_confidence=min_confidence, **options)
+                                            min_confidence=min_confidence, trust_remote_code=trust_remote_code,
+                                            allow_pickle=allow_pickle, **options)
     model_dir = shipped_model_dir(model) if model in SHIPPED_MODELS else Path(model).expanduser()
     name = args.served_model_name or (model if model in SHIPPED_MODELS else model_dir.resolve().name)
     app = create_app(classifier, args, model_dir=model_dir, model_name=name)

@@ -195,7 +195,8 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 
     args.label_names = [splits.id2label[i] for i in sorted(splits.id2label)]
-    model, tokenizer = load_backbone(args.model, splits.id2label, seed=args.seed)
+    model, tokenizer = load_backbone(args.model, splits.id2label, seed=args.seed,
+                                     trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle)
     if args.lora:
         model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout)
 
