@@ -105,7 +105,8 @@ def cmd_predict(ns: argparse.Namespace) -> int:
         return 0
     classifier = Classifier.from_pretrained(ns.model, batch_size=ns.batch_size, device=ns.device,
                                             truncation=ns.truncation, threshold=ns.threshold,
-                                            min_confidence=ns.min_confidence, **load_options(ns), **options)
+                                            min_confidence=ns.min_confidence, quantize=ns.quantize,
+                                            **load_options(ns), **options)
     if ns.input:
         rows = score_file(classifier, ns.input, ns.output, text_column=ns.text_column, overwrite=ns.overwrite,
                           resume=ns.resume, chunk_rows=ns.chunk_rows)
@@ -230,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-confidence", type=probability, default=None,
                    help="mark results whose top probability is below this needs_review (the label is kept): a "
                    "needs_review/ok column before the text, a needs_review column in --output")
+    p.add_argument("--quantize", choices=("int8",), default=None,
+                   help="CPU only: dynamic int8 linear layers (faster; see bench/predict_cpu.py for speed and accuracy)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted --input/--output run without rescoring its finished rows")
     p.add_argument("--chunk-rows", type=positive_int, default=1024,

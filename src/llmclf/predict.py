@@ -71,12 +71,25 @@ def windows(ids: list[int], max_length: int, truncation: str, prefix: list[int] 
     raise UserError(f"--truncation must be one of {', '.join(TRUNCATION_CHOICES)}, got {truncation!r}.")
 
 
+def quantize_int8(model, device):
+    """Dynamic int8 quantization of the linear layers (weights int8, activations quantized per batch): a CPU
+    speed-up measured in bench/predict_cpu.py. The classification head stays in float."""
+    import torch
+
+    if device.type != "cpu":
+        raise UserError("--quantize int8 is for CPU inference; on CUDA llmclf runs bf16.")
+    head = {name for name, module in model.named_modules() if name.split(".")[-1] in ("score", "classifier")}
+    linears = {name for name, module in model.named_modules()
+               if isinstance(module, torch.nn.Linear) and name not in head}
+    return torch.ao.quantization.quantize_dynamic(model, linears, dtype=torch.qint8)
+
+
 class Classifier:
     """A sequence classifier with its tokenizer; texts in, label names or probabilities out."""
 
     def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 16, device: str | None = None,
                  truncation: str = "head", temperature: float | None = None, threshold: float | None = None,
-                 min_confidence: float | None = None):
+                 min_confidence: float | None = None, quantize: str | None = None):
         import torch
 
         if truncation not in TRUNCATION_CHOICES:
@@ -88,6 +101,10 @@ class Classifier:
         except RuntimeError as exc:
             raise UserError(f"--device {device}: {exc}; use --device cpu.") from None
         self.model = model.to(self.device).eval()
+        if quantize == "int8":
+            self.model = quantize_int8(self.model, self.device)
+        elif quantize is not None:
+            raise UserError(f"--quantize must be int8 or left out, got {quantize!r}.")
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.batch_size = batch_size
