@@ -79,6 +79,7 @@ def _read_file(path: Path, text_column: str, label_column: str, what: str) -> tu
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{what} {path}: cannot read it as {kind} ({first}); check the file's format.") from None
     columns = [str(c) for c in frame.columns]
+    frame.columns = columns  # read_json turns keys such as "0" into integers, which `--text-column 0` names
     for role, column in (("text", text_column), ("label", label_column)):
         if column not in columns:
             raise UserError(

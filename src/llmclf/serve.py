@@ -775,6 +775,24 @@ def _version() -> str:
         return "0"
 
 
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port as uvicorn binds one (SO_REUSEADDR); a port in use or an address this
+    machine does not have is a UserError."""
+    sock = None
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        if sock is not None:
+            sock.close()
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc}); choose "
+                        "another --port (0: any free port) or --host.") from None
+    return sock
+
+
 def run_server(model: str, args: ServeArgs, device: str | None = None, threshold: float | None = None,
                min_confidence: float | None = None, truncation: str = "head", max_length: int | None = None,
                trust_remote_code: bool = False, allow_pickle: bool = False) -> None:
@@ -787,6 +805,12 @@ def run_server(model: str, args: ServeArgs, device: str | None = None, threshold
     from llmclf.models import SHIPPED_MODELS, shipped_model_dir
     from llmclf.predict import Classifier
 
+    for option, value in (("--threshold", threshold), ("--min-confidence", min_confidence)):
+        if value is not None and not 0 < value <= 1:
+            raise UserError(f"{option} must be in (0, 1], got {value}.")
+    # Bound before the model loads and handed to uvicorn: a taken port is one line at once, not uvicorn's log
+    # and exit code 3 after the load.
+    sock = listen_socket(args.host, args.port)
     options = {"max_length": max_length} if max_length else {}
     classifier = Classifier.from_pretrained(model, batch_size=args.max_batch_size, device=device,
                                             truncation=truncation, threshold=threshold,
@@ -795,10 +819,13 @@ def run_server(model: str, args: ServeArgs, device: str | None = None, threshold
     model_dir = shipped_model_dir(model) if model in SHIPPED_MODELS else Path(model).expanduser()
     name = args.served_model_name or (model if model in SHIPPED_MODELS else model_dir.resolve().name)
     app = create_app(classifier, args, model_dir=model_dir, model_name=name)
+    port = sock.getsockname()[1]  # the real one with --port 0
     print(f"llmclf: serving {name} ({', '.join(classifier.labels)}) on {classifier.device} at "
-          f"http://{args.host}:{args.port}/  (API docs at /docs)", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False,
-                timeout_graceful_shutdown=30)
+          f"http://{args.host}:{port}/  (API docs at /docs)", file=sys.stderr, flush=True)
+    config = uvicorn.Config(app, host=args.host, port=port, log_level="info", access_log=False,
+                            timeout_graceful_shutdown=30)
+    with sock:
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 # ---------------------------------------------------------------------------------------------------------
