@@ -68,3 +68,21 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path, news_json
     history = (killed / "history.jsonl").read_text().splitlines()
     assert [json.loads(row)["epoch"] for row in history] == [1.0, 2.0, 3.0]
     assert not staging_dir(killed).exists()
+
+
+def test_padding_to_a_multiple_gives_the_same_logits_and_loss():
+    """Rounding batch lengths up to a multiple of 64 (few distinct shapes) changes no number."""
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    from llmclf.models import load_backbone
+
+    model, tokenizer = load_backbone("tiny-random-llama", {0: "neg", 1: "pos"})
+    model.eval()
+    rows = [dict(tokenizer(t), labels=i % 2) for i, t in enumerate(["short", "a bit longer text", "tiny"])]
+    exact = DataCollatorWithPadding(tokenizer)(rows)
+    rounded = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=64)(rows)
+    assert rounded["input_ids"].shape[1] == 64 and exact["input_ids"].shape[1] < 64
+    with torch.no_grad():
+        a, b = model(**exact), model(**rounded)
+    assert torch.allclose(a.logits, b.logits, atol=1e-5) and torch.allclose(a.loss, b.loss, atol=1e-6)

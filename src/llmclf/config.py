@@ -59,6 +59,11 @@ class TrainArgs:
     """Run model code shipped with a hub checkpoint (never implied: only for code you trust)."""
     allow_pickle: bool = False
     """Load pickle (.bin) weights when a checkpoint has no safetensors (pickle can run code: trusted files only)."""
+    pad_to_multiple_of: int | None = 64
+    """With padding=longest, round each batch's length up to a multiple of this: a handful of distinct shapes
+    instead of one per batch (GPU kernels are chosen per shape); None pads to the exact longest text."""
+    group_by_length: bool = False
+    """Draw training batches from texts of similar length (less padding; order is still shuffled by seed)."""
     lora: bool = False
     """Train LoRA adapters (and the classification head) instead of all weights."""
     lora_r: int = 16
@@ -113,7 +118,7 @@ class TrainArgs:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UserError(f"{flag(name)} must be an integer of at least 1, got {value!r}.")
-        for name in ("max_train_samples", "max_eval_samples", "early_stopping_patience"):
+        for name in ("max_train_samples", "max_eval_samples", "early_stopping_patience", "pad_to_multiple_of"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise UserError(f"{flag(name)} must be an integer of at least 1, got {value!r}.")

@@ -158,7 +158,8 @@ def training_arguments(args: TrainArgs, checkpoints: Path):
         report_to=[] if args.report_to == "none" else [args.report_to],
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # every trainable weight takes part in each forward pass
-        fsdp="full_shard auto_wrap" if args.fsdp else "",  # wraps each decoder layer (model._no_split_modules)
+        fsdp="full_shard auto_wrap" if args.fsdp else "",
+        train_sampling_strategy="group_by_length" if args.group_by_length else "random",  # wraps each decoder layer (model._no_split_modules)
         disable_tqdm=False,
     )
 
@@ -217,7 +218,8 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
     train_set = TokenizedTexts(splits.train, tokenizer, args.max_length)
     validation_set = TokenizedTexts(splits.validation, tokenizer, args.max_length)
     # The card pads every text to max_length; "longest" pads each batch only to its own longest text.
-    collator = DataCollatorWithPadding(tokenizer, padding=args.padding, max_length=args.max_length)
+    collator = DataCollatorWithPadding(tokenizer, padding=args.padding, max_length=args.max_length,
+                                       pad_to_multiple_of=args.pad_to_multiple_of if args.padding == "longest" else None)
     callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if args.early_stopping_patience else []
     trainer = Trainer(
         model=model, args=training_args, train_dataset=train_set,
