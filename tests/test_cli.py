@@ -149,7 +149,8 @@ def test_evaluate_writes_metrics_and_plots(binary_run, sentiment_csv, tmp_path):
     expected = compute_metrics(frame["label"].to_numpy(), probs, {0: "neg", 1: "pos"})
     assert metrics["accuracy"] == pytest.approx(expected["accuracy"])
     assert metrics["roc_auc"] == pytest.approx(expected["roc_auc"])
-    assert {p.name for p in (out / "plots").iterdir()} == {"confusion_matrix.png", "roc.png"}
+    assert {p.name for p in (out / "plots").iterdir()} == {"confusion_matrix.png", "roc.png", "reliability.png",
+                                                          "risk_coverage.png"}
 
 
 def test_predict_prints_label_names(binary_run, capsys):

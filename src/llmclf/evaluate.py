@@ -39,9 +39,8 @@ def evaluate(model: str, data: str, output: str | None = None, text_column: str 
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
     try:
-        # plots/ keeps the standard figures; the reliability and risk-coverage figures live in report.html.
         analysis = write_analysis(stage, [scored], classifier.id2label, calibration, classifier=classifier,
-                                  figure_dir=False, run={"title": f"{Path(model).name} on {Path(data).name}",
+                                  run={"title": f"{Path(model).name} on {Path(data).name}",
                                                          "data_info": {"test": data, "test_size": len(part)}})
         metrics = analysis.metrics["test"]
         (stage / "metrics.json").write_text(json.dumps({"test": metrics, "model": model, "data": data}, indent=2))
