@@ -56,3 +56,29 @@ def tiny_classifier_dir(tmp_path_factory) -> Path:
     save_classifier(model, tokenizer, out)
     (out / "llmclf_config.yaml").write_text(yaml.safe_dump({"model": "tiny-random-llama", "max_length": 64}))
     return out
+
+
+@pytest.fixture(scope="session")
+def carded_model_dir(tiny_classifier_dir, tmp_path_factory) -> Path:
+    """The tiny classifier plus metrics.json, plots/*.png and README.md as `llmclf train` writes them, from
+    made-up validation scores (for the server's /v1/model and the web page)."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from llmclf.metrics import compute_metrics, softmax
+    from llmclf.plots import write_plots
+    from llmclf.report import write_model_card
+
+    path = tmp_path_factory.mktemp("carded") / "tiny-card"
+    shutil.copytree(tiny_classifier_dir, path)
+    rng = np.random.default_rng(0)
+    labels = np.tile([0, 1], 20)
+    probs = softmax(rng.normal(size=(40, 2)) + 2 * np.eye(2)[labels])
+    metrics = compute_metrics(labels, probs, {0: "neg", 1: "pos"})
+    (path / "metrics.json").write_text(json.dumps({"validation": metrics}))
+    plots = write_plots(path, metrics, labels, probs)
+    write_model_card(path, config={"model": "tiny-random-llama", "max_length": 64}, metrics=metrics, history=[],
+                     data_info={"train": "reviews.csv", "label_names": ["neg", "pos"]}, plots=plots)
+    return path

@@ -8,7 +8,6 @@ import sys
 import time
 
 import pandas as pd
-import pytest
 import torch
 
 import llmclf.predict as predict_module

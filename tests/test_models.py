@@ -1,6 +1,5 @@
 """Backbone resolution, pad token and pooling, GGUF cache, LoRA, save/load of classifier directories."""
 
-import os
 import time
 from pathlib import Path
 

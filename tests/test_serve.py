@@ -29,28 +29,9 @@ TEXTS = [f"{a} {b} film, said the {c} critic" for a in ("a wonderful", "an awful
          for b in ("action", "drama", "comedy") for c in ("first", "second", "third", "new")]
 
 
-def add_model_card(model_dir):
-    """metrics.json, plots/*.png and README.md as `llmclf train` writes them, from made-up validation scores."""
-    from llmclf.metrics import compute_metrics, softmax
-    from llmclf.plots import write_plots
-    from llmclf.report import write_model_card
-
-    rng = np.random.default_rng(0)
-    labels = np.tile([0, 1], 20)
-    probs = softmax(rng.normal(size=(40, 2)) + 2 * np.eye(2)[labels])
-    metrics = compute_metrics(labels, probs, {0: "neg", 1: "pos"})
-    (model_dir / "metrics.json").write_text(json.dumps({"validation": metrics}))
-    plots = write_plots(model_dir, metrics, labels, probs)
-    write_model_card(model_dir, config={"model": "tiny-random-llama", "max_length": 64}, metrics=metrics, history=[],
-                     data_info={"train": "reviews.csv", "label_names": ["neg", "pos"]}, plots=plots)
-
-
 @pytest.fixture(scope="module")
-def model_dir(tiny_classifier_dir, tmp_path_factory):
-    path = tmp_path_factory.mktemp("serve") / "tiny-card"
-    shutil.copytree(tiny_classifier_dir, path)
-    add_model_card(path)
-    return path
+def model_dir(carded_model_dir):
+    return carded_model_dir
 
 
 @pytest.fixture(scope="module")

@@ -25,28 +25,9 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not instal
                                 "(.ci/run does), or point LLMCLF_CHROMIUM at a Chromium binary")
 
 
-def add_model_card(model_dir):
-    """metrics.json, plots/*.png and README.md as `llmclf train` writes them, from made-up validation scores."""
-    from llmclf.metrics import compute_metrics, softmax
-    from llmclf.plots import write_plots
-    from llmclf.report import write_model_card
-
-    rng = np.random.default_rng(0)
-    labels = np.tile([0, 1], 20)
-    probs = softmax(rng.normal(size=(40, 2)) + 2 * np.eye(2)[labels])
-    metrics = compute_metrics(labels, probs, {0: "neg", 1: "pos"})
-    (model_dir / "metrics.json").write_text(json.dumps({"validation": metrics}))
-    plots = write_plots(model_dir, metrics, labels, probs)
-    write_model_card(model_dir, config={"model": "tiny-random-llama", "max_length": 64}, metrics=metrics, history=[],
-                     data_info={"train": "reviews.csv", "label_names": ["neg", "pos"]}, plots=plots)
-
-
 @pytest.fixture(scope="module")
-def model_dir(tiny_classifier_dir, tmp_path_factory):
-    path = tmp_path_factory.mktemp("web") / "tiny-web"
-    shutil.copytree(tiny_classifier_dir, path)
-    add_model_card(path)
-    return path
+def model_dir(carded_model_dir):
+    return carded_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +69,7 @@ def page(browser, server, page_errors):
     page.on("pageerror", lambda error: page_errors.append(f"page error: {error}"))
     page.on("console", lambda message: page_errors.append(message.text) if message.type == "error" else None)
     page.goto(server.url + "/")
-    page.wait_for_function("document.querySelector('#model-name').textContent === 'tiny-web'")
+    page.wait_for_function("document.querySelector('#model-name').textContent === 'tiny-card'")
     yield page
     page.close()
     assert page_errors == []
@@ -102,7 +83,7 @@ def take_http_error(page_errors, status):
 
 
 def test_page_shows_the_model(page):
-    assert page.title() == "tiny-web · llmclf"
+    assert page.title() == "tiny-card · llmclf"
     summary = page.inner_text("#model-summary")
     assert "labels: neg, pos" in summary and "backbone: tiny-random-llama" in summary and "max_length: 64" in summary
 
@@ -170,7 +151,7 @@ def test_a_csv_without_the_text_column_says_so(page, page_errors):
 def test_open_the_model_card_with_its_plots(page, model_dir):
     page.click("#open-card")
     page.wait_for_selector("#card-body:not([hidden])")
-    assert page.inner_text("#card-body h1") == "tiny-web"
+    assert page.inner_text("#card-body h1") == "tiny-card"
     headings = page.locator("#card-body h2").all_inner_texts()
     assert {"How to use", "Results", "Plots", "Limitations"} <= set(headings)
     page.wait_for_function("[...document.querySelectorAll('#card-body img')].every(i => i.complete)")
