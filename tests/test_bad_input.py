@@ -355,6 +355,15 @@ def test_every_case_id_is_unique():
     assert len({c.id for c in CASES}) == len(CASES)
 
 
+def test_docs_list_every_case_and_only_those():
+    """docs/errors.md has one table row per case; its last column is the case id."""
+    docs = Path(__file__).parents[1] / "docs" / "errors.md"
+    rows = [line.strip().strip("|").split("|") for line in docs.read_text(encoding="utf-8").splitlines()
+            if line.startswith("| ") and not line.startswith("| Mistake")]
+    documented = [cells[-1].strip() for cells in rows]
+    assert sorted(documented) == sorted(c.id for c in CASES)
+
+
 def test_existing_model_is_refused_with_its_files_untouched(runs):
     """The same run as the output-holds-a-model case: spelled out because losing a model is the costly mistake."""
     result, before, after = runs["output-holds-a-model"]

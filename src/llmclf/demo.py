@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from llmclf.config import resolve_train_args
+from llmclf.models import read_run_config
 from llmclf.metrics import summary_line
 
 # Hard on purpose: negation, sarcasm, mixed feelings, understatement.
@@ -36,6 +37,9 @@ def run_demo(output: str = "runs/demo", overwrite: bool = False, model: str = "s
     from llmclf.train import train
 
     args = resolve_train_args(recipe="demo", overrides={"data": str(demo_data_path()), "output": output, "model": model})
+    # Rerunning the README's command replaces the previous demo's output, and nothing else.
+    previous = read_run_config(Path(output))
+    overwrite = overwrite or Path(previous.get("data") or "").name == demo_data_path().name
     started = time.perf_counter()
     print(f"llmclf demo: LoRA fine-tuning {args.model} on {demo_data_path().name} (bundled, 360 labelled reviews "
           f"of films, products and services; 80/20 split, seed {args.seed}) on the CPU...")
