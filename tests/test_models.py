@@ -120,6 +120,7 @@ def test_load_classifier_refuses_pickle_only_weights(tmp_path):
 def test_real_backbone_learns_and_reloads_with_identical_logits(tmp_path):
     """A few steps of full fine-tuning on the real SmolLM2-135M: the loss goes down, the saved model reloads
     with the same logits, and the dequantized backbone's cache makes the second load fast."""
+    resolve_backbone("smollm2-135m")  # builds the cache on a fresh machine (~15 s), else finds it
     start = time.perf_counter()
     model, tokenizer = load_backbone("smollm2-135m", ID2LABEL)
     assert time.perf_counter() - start < 10, "the dequantized GGUF backbone should come from the cache"
