@@ -32,7 +32,7 @@ class Case:
     id: str
     argv: list[str]
     message: str
-    """A regex the one stderr line must match (after the `llmclf: error: ` prefix)."""
+    """A regex the error line (the last on stderr, after `llmclf: error: `) must match."""
     files: dict[str, str | bytes] = field(default_factory=dict)
     setup: Callable[[Path], None] | None = None
     marks: tuple = ()
@@ -146,12 +146,6 @@ class NotOneLine(AssertionError):
 # non-sentiment labels spam/ham, and a loopback port some other socket already listens on.
 TINY, SPAMHAM, BUSY_PORT = "{tiny}", "{spamham}", "{busy_port}"
 
-SCORING_BAR = pytest.mark.xfail(strict=True, raises=NotOneLine, reason=(
-    "bug (predict.py): score_file draws its 'scoring' progress bar before it reads the first chunk, so a file it "
-    "then refuses leaves bar frames on stderr before the error line"))
-DEMO_PRINTS_FIRST = pytest.mark.xfail(strict=True, raises=WroteSomething, reason=(
-    "bug (demo.py): run_demo prints its 'LoRA fine-tuning ...' line to stdout before train() checks --output"))
-
 IN = "in.csv"
 TEXTS_IN = {IN: "text\ngood film\nbad film\n"}
 SCORE = ["predict", "--model", TINY, "--input", IN, "--output", "o.csv"]
@@ -180,18 +174,17 @@ PREDICT_CASES = [
     # Found once the model has loaded, some while scoring:
     Case("predict-input-not-found", [*SCORE[:4], "nope.csv", "--output", "o.csv"],
          r"--input nope\.csv: file not found"),
-    Case("predict-empty-input", SCORE, r"--input in\.csv: no rows to score", files={IN: "text\n"},
-         marks=(SCORING_BAR,)),
+    Case("predict-empty-input", SCORE, r"--input in\.csv: no rows to score", files={IN: "text\n"}),
     Case("predict-zero-byte-input", SCORE, r"--input in\.csv: cannot read it \(No columns to parse from file\)",
-         files={IN: ""}, marks=(SCORING_BAR,)),
+         files={IN: ""}),
     Case("predict-missing-text-column", SCORE,
          r"--input in\.csv: no text column 'text'; columns found: review, stars\. Pass --text-column",
-         files={IN: "review,stars\ngood,5\n"}, marks=(SCORING_BAR,)),
+         files={IN: "review,stars\ngood,5\n"}),
     Case("predict-input-has-a-scoring-column", SCORE,
          r"--input in\.csv: already has column\(s\) label that scoring adds; rename them first",
-         files={IN: "text,label\ngood,pos\n"}, marks=(SCORING_BAR,)),
+         files={IN: "text,label\ngood,pos\n"}),
     Case("predict-invalid-utf8-input", SCORE, r"--input in\.csv: not valid UTF-8 \(byte \d+\)",
-         files={IN: b"text\n\xff\xfe bad\n"}, marks=(SCORING_BAR,)),
+         files={IN: b"text\n\xff\xfe bad\n"}),
     Case("predict-output-is-input", [*SCORE[:-1], IN], r"--output in\.csv is the --input file",
          files=TEXTS_IN),
     Case("predict-output-exists", SCORE, r"--output o\.csv exists; pass --overwrite",
@@ -199,10 +192,7 @@ PREDICT_CASES = [
     Case("predict-output-unknown-format", [*SCORE[:-1], "o.xlsx"], r"--output o\.xlsx: unknown format '\.xlsx'",
          files=TEXTS_IN),
     Case("predict-failed-run-leaves-no-output-folder", [*SCORE[:-1], "new/o.csv"],
-         r"--input in\.csv: no rows to score", files={IN: "text\n"},
-         marks=(pytest.mark.xfail(strict=True, raises=(WroteSomething, NotOneLine), reason=(
-             "bug (predict.py): score_file creates the --output's parent folder before it reads a row, and "
-             "leaves it behind when scoring fails (and the 'scoring' bar of the rows above)")),)),
+         r"--input in\.csv: no rows to score", files={IN: "text\n"}),
 ]
 
 EVALUATE = ["evaluate", "--model", TINY, "--data", "d.csv"]
@@ -211,8 +201,7 @@ EVALUATE_CASES = [
     Case("evaluate-output-not-empty", [*EVALUATE, "--output", "eval"],
          r"--output eval is not empty; pass --overwrite", files={**DATA, "eval/notes.txt": "mine"}),
     Case("evaluate-output-is-a-file", [*EVALUATE, "--output", "eval.txt"], r"--output eval\.txt",
-         files={**DATA, "eval.txt": "mine"}, marks=(pytest.mark.xfail(strict=True, raises=GotTraceback, reason=(
-             "bug (evaluate.py): an --output that is a file reaches out.iterdir() and raises NotADirectoryError")),)),
+         files={**DATA, "eval.txt": "mine"}),
     Case("evaluate-label-unknown-to-model", EVALUATE,
          r"--data d\.csv: row 2 has label 'meh', never seen in training \(labels: neg, pos\)",
          files={"d.csv": "text,label\ngood,pos\nso-so,meh\n"}),
@@ -238,9 +227,9 @@ SERVE_CASES = [
 
 DEMO_CASES = [
     Case("demo-output-holds-a-model", ["demo", "--output", "out"], r"--output out holds a model; pass --overwrite",
-         setup=existing_model_output, marks=(DEMO_PRINTS_FIRST,)),
+         setup=existing_model_output),
     Case("demo-output-not-empty", ["demo", "--output", "out"], r"--output out is not empty; pass --overwrite",
-         files={"out/notes.txt": "mine"}, marks=(DEMO_PRINTS_FIRST,)),
+         files={"out/notes.txt": "mine"}),
     Case("demo-unknown-flag", ["demo", "--epochs", "1"], r"unrecognized arguments: --epochs 1"),
 ]
 

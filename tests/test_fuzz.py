@@ -3,13 +3,16 @@ fed random bytes, odd Unicode, huge strings and deep JSON; then a bounded fuzz r
 
 The contracts: a loader either succeeds (str texts that a tokenizer takes, non-empty labels) or raises
 UserError; the server answers every request with a 2xx, or a 4xx carrying a JSON error, and never a 5xx.
-Example counts are bounded so that the file runs in well under a minute on two CPU cores.
+Example counts are bounded so that the file runs in under a minute on two CPU cores; for a longer search,
+LLMCLF_FUZZ_EXAMPLES=1000 python -m pytest tests/test_fuzz.py
 """
 
 import csv
 import io
 import json
+import os
 import random
+import signal
 import string
 import tempfile
 import time
@@ -21,11 +24,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+
 from llmclf.data import FILE_FORMATS, load_labelled
 from llmclf.errors import UserError
 
-FUZZ = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                        HealthCheck.data_too_large])
+FUZZ = settings(max_examples=int(os.environ.get("LLMCLF_FUZZ_EXAMPLES", 60)), deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # Characters that break naive parsers: NUL, bidi overrides and marks, combining marks, emoji (and a ZWJ
 # sequence), a BOM, line and paragraph separators, CSV/TSV/JSON syntax.
@@ -37,8 +41,16 @@ odd_text = st.lists(st.sampled_from(ODD) | st.text(max_size=8), max_size=8).map(
 encodable_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20) | odd_text
 json_text = encodable_text | st.lists(st.sampled_from(ODD + LONE_SURROGATES) | st.text(max_size=4),
                                       max_size=6).map("".join)
-huge_text = st.tuples(st.sampled_from(["a", "é", "\U0001f600", "ab\"c,", "\x00", "word ", "\n"]),
-                      st.sampled_from([10_000, 200_000, 1_000_000])).map(lambda t: t[0] * (t[1] // len(t[0])))
+
+
+def repeated(lengths: list[int]):
+    """A long string of about one of `lengths` characters, built from one short piece (cheap to generate)."""
+    pieces = st.sampled_from(["a", "é", "\U0001f600", "ab\"c,", "\x00", "word ", "\n"])
+    return st.tuples(pieces, st.sampled_from(lengths)).map(lambda t: t[0] * max(1, t[1] // len(t[0])))
+
+
+huge_text = repeated([10_000, 200_000, 1_000_000])
+long_text = repeated([1999, 2001, 50_000])  # around the server's max_chars_per_text below
 column_name = st.sampled_from(["text", "label", "0", "1", "", " text", "TEXT", "label\n", "\ufefftext"]) | \
     st.text(max_size=6)
 
@@ -48,7 +60,7 @@ def cell(text_strategy):
 
 
 def check_loaded(path: Path, text_column: str, label_column: str) -> None:
-    """The loader contract: success with usable rows, or a UserError with a one-line message."""
+    """The loader contract: success with usable rows, or a UserError that says something."""
     try:
         data = load_labelled(str(path), text_column=text_column, label_column=label_column)
     except UserError as exc:
@@ -109,6 +121,8 @@ def delimited(columns, rows, delimiter: str) -> bytes:
 
 @FUZZ
 @given(data=table(encodable_text), delimiter=st.sampled_from([",", "\t"]))
+# Labels "¹" and "--1" pass str.isdigit(), and int() raised ValueError on them:
+@example(data=(["text", "label"], [["good", "¹"], ["bad", "--1"]], "text", "label"), delimiter=",")
 def test_loader_on_odd_csv_and_tsv(data, delimiter):
     columns, rows, text_column, label_column = data
     folder, path = loader_file(".csv" if delimiter == "," else ".tsv", delimited(columns, rows, delimiter))
@@ -119,8 +133,9 @@ def test_loader_on_odd_csv_and_tsv(data, delimiter):
 @FUZZ
 @given(data=table(json_text), suffix=st.sampled_from([".jsonl", ".json"]), as_array=st.booleans(),
        nested=st.booleans())
+# read_json made the keys "0" and "1" integers, and load_labelled raised KeyError:
 @example(data=(["0", "1"], [["good", "pos"], ["bad", "neg"]], "0", "1"), suffix=".jsonl", as_array=False,
-         nested=False)  # read_json made the keys integers, and load_labelled raised KeyError
+         nested=False)
 def test_loader_on_odd_json(data, suffix, as_array, nested):
     columns, rows, text_column, label_column = data
     records = [dict(zip(columns, row)) for row in rows]
@@ -158,6 +173,76 @@ def test_loader_on_odd_parquet(data, kinds):
         check_loaded(path, text_column, label_column)
 
 
+class UniformClassifier:
+    """Stands in for `Classifier` in score_file: what is fuzzed here is the reading and writing of tables."""
+
+    id2label = {0: "neg", 1: "pos"}
+    min_confidence = None
+
+    def predict_proba(self, texts):
+        import numpy as np
+
+        return np.full((len(texts), 2), 0.5)
+
+    def decide(self, probs):
+        return probs.argmax(axis=1)
+
+
+@FUZZ
+@given(source=st.sampled_from([".csv", ".jsonl", ".parquet"]), target=st.sampled_from([".csv", ".jsonl", ".parquet"]),
+       data=table(encodable_text), raw=st.none() | st.binary(max_size=500))
+def test_score_file_scores_odd_tables_or_says_why(source, target, data, raw):
+    """`llmclf predict --input`: every row scored into the output, or a UserError and nothing left behind."""
+    import pandas as pd
+
+    from llmclf.predict import score_file
+
+    columns, rows, text_column, _ = data
+    columns = [{"label": "stars", "score": "rank"}.get(c, c) for c in columns]  # mostly reach the scoring
+    if raw is not None:
+        content = raw
+    elif source == ".csv":
+        content = delimited(columns, rows, ",")
+    elif source == ".jsonl":
+        content = "\n".join(json.dumps(dict(zip(columns, row))) for row in rows).encode()
+    else:
+        buffer = io.BytesIO()
+        frame = pd.DataFrame([[None if v is None else str(v) for v in row] for row in rows],
+                             columns=[f"{c}.{i}" for i, c in enumerate(columns)])  # Parquet via pandas: unique names
+        frame.to_parquet(buffer)
+        content, text_column = buffer.getvalue(), f"{columns[0]}.0"
+    folder, path = loader_file(source, content)
+    with folder:
+        out = Path(folder.name) / f"scored{target}"
+        try:
+            rows_scored = score_file(UniformClassifier(), str(path), str(out), text_column=text_column,
+                                     chunk_rows=2, progress=False)
+        except UserError:
+            assert sorted(p.name for p in Path(folder.name).iterdir()) == [path.name]  # no output, no staging
+            return
+        assert rows_scored > 0 and out.is_file()
+        assert sorted(p.name for p in Path(folder.name).iterdir()) == sorted([path.name, out.name])
+
+
+@pytest.mark.parametrize("jsonl", [
+    '{"text": "a", "id": 1}\n{"text": "b", "id": 2}\n{"text": "c", "id": "x-3"}\n',  # int64, then a string
+    '{"text": "a", "id": "x-1"}\n{"text": "b", "id": 2}\n',  # both in one chunk
+    '{"text": "a", "note": null}\n{"text": "b", "note": null}\n{"text": "c", "note": "late"}\n',  # null, then text
+], ids=["type-changes-between-chunks", "mixed-types-in-a-chunk", "null-then-strings"])
+def test_score_file_jsonl_with_varying_column_types_into_parquet(tmp_path, jsonl):
+    from llmclf.predict import score_file
+
+    source = tmp_path / "in.jsonl"
+    source.write_text(jsonl)
+    try:
+        rows = score_file(UniformClassifier(), str(source), str(tmp_path / "out.parquet"), chunk_rows=2,
+                          progress=False)
+    except UserError:
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+    else:
+        assert rows == jsonl.count("\n")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # (b) The server's request parsing, in-process
 
@@ -191,7 +276,7 @@ def assert_answered(response, json_expected: bool = True) -> None:
         assert isinstance(response.json(), dict)
 
 
-json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | json_text | huge_text
+json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | json_text | long_text
 json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=4) |
                           st.dictionaries(st.sampled_from(["input", "texts", "model", "x", ""]) | json_text, inner,
                                           max_size=4), max_leaves=12)
@@ -239,6 +324,7 @@ def test_server_takes_random_bytes(app_client, path, body, content_type):
 @given(path=st.sampled_from(JSON_PATHS), field=st.sampled_from(["input", "texts"]),
        text=huge_text | json_text, many=st.sampled_from([1, 2, 16, 17, 300]))
 def test_server_on_huge_and_odd_strings(app_client, path, field, text, many):
+    many = many if len(text) * many <= 2_000_000 else 2  # over max_body_bytes either way; keep the test's memory small
     body = {field: [text] * many if many > 1 else text}
     content = json.dumps(body, ensure_ascii=True).encode()
     assert_answered(app_client.post(path, content=content, headers={"content-type": "application/json"}))
@@ -284,7 +370,8 @@ def random_body(rng: random.Random) -> bytes:
         text = "".join(rng.choice(ODD + LONE_SURROGATES + list(string.printable)) for _ in range(rng.randrange(40)))
         return json.dumps({rng.choice(["input", "texts"]): [text] * rng.randrange(1, 20)}).encode()
     if kind == 5:
-        return "text,label\n" + "".join(f'"{rng.choice(ODD)}film {i}",x\n' for i in range(rng.randrange(30)))
+        rows = "".join(f'"{rng.choice(ODD)}film {i}",x\n' for i in range(rng.randrange(30)))
+        return f"text,label\n{rows}".encode()
     if kind == 6:
         return json.dumps({"input": "x" * rng.choice([10, 1999, 2001, 100_000])}).encode()
     if kind == 7:
@@ -305,8 +392,6 @@ def random_request(rng: random.Random) -> dict:
         headers["content-type"] = content_type
     if rng.random() < 0.1:
         headers["accept"] = rng.choice([b"*/*", b"text/html", b"application/xml", "\u00e9".encode()])
-    if isinstance(body, str):
-        body = body.encode()
     return {"method": method, "url": path, "content": body if body else None, "headers": headers}
 
 
@@ -316,7 +401,7 @@ def live_server(tiny_classifier_dir):
 
     server = ServerProcess(tiny_classifier_dir, **LIMITS).start()
     yield server
-    server.stop()
+    assert server.stop() in (0, -signal.SIGTERM), server.log()[-3000:]
 
 
 def test_live_server_survives_a_bounded_fuzz_run(live_server):

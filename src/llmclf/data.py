@@ -101,7 +101,10 @@ def _normalise_label(value: Any) -> Any:
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return int(value)
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
+        try:
+            return int(value.strip())
+        except ValueError:  # "¹" and "--1" pass isdigit() but are no integers: they stay names
+            pass
     if value is None or (isinstance(value, float) and value != value):
         return None
     return str(value).strip()

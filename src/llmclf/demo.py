@@ -34,12 +34,13 @@ def demo_data_path() -> Path:
 def run_demo(output: str = "runs/demo", overwrite: bool = False, model: str = "smollm2-135m") -> Path:
     """Train, evaluate and report on the bundled reviews; print predictions; return the output directory."""
     from llmclf.predict import Classifier
-    from llmclf.train import train
+    from llmclf.train import check_output, train
 
     args = resolve_train_args(recipe="demo", overrides={"data": str(demo_data_path()), "output": output, "model": model})
     # Rerunning the README's command replaces the previous demo's output, and nothing else.
     previous = read_run_config(Path(output))
     overwrite = overwrite or Path(previous.get("data") or "").name == demo_data_path().name
+    check_output(Path(args.output), overwrite, resume=False)  # refuse before printing anything
     started = time.perf_counter()
     print(f"llmclf demo: LoRA fine-tuning {args.model} on {demo_data_path().name} (bundled, 360 labelled reviews "
           f"of films, products and services; 80/20 split, seed {args.seed}) on the CPU...")

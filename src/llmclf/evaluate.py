@@ -25,6 +25,8 @@ def evaluate(model: str, data: str, output: str | None = None, text_column: str 
     """Metrics of the model at `model` on `data` (the keys of `llmclf.analysis`); with `output`, also writes
     metrics.json, plots, errors.jsonl, behaviour.json and report.html there."""
     out = Path(output) if output else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise UserError(f"--output {out} is a file; give a directory for metrics.json, plots and report.html.")
     if out is not None and out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"--output {out} is not empty; pass --overwrite to replace it, or choose another --output.")
     part = load_labelled(data, text_column=text_column, label_column=label_column, what="--data")

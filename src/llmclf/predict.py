@@ -318,41 +318,54 @@ def score_file(classifier: Classifier, input_path: str, output_path: str, text_c
     manifest = {"input": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
                 "chunk_rows": chunk_rows, "text_column": text_column, "output_format": kind}
     done = _finished_chunks(partial, manifest, resume, overwrite, target)
+    created = [d for d in [target.parent, *target.parent.parents] if not d.exists()]  # removed again on failure
     partial.mkdir(parents=True, exist_ok=True)
     (partial / "manifest.json").write_text(json.dumps(manifest))
     reserved = {"label", "score", "needs_review"} | {f"prob_{name}" for name in classifier.id2label.values()}
-    rows = 0
+    # JSON values may change type from row to row; a Parquet column needs one type: keep them as text.
+    as_text = kind == "parquet" and table_format(source, "--input") == "jsonl"
+    rows, bar = 0, None
     try:
-        with tqdm(total=count_rows(source), unit=" rows", disable=not progress, desc="scoring") as bar:
-            for index, frame in enumerate(read_table_chunks(source, chunk_rows)):
-                if text_column not in frame.columns:
-                    raise UserError(f"--input {source}: no text column {text_column!r}; columns found: "
-                                    f"{', '.join(map(str, frame.columns))}. Pass --text-column.")
-                clash = sorted(reserved & set(map(str, frame.columns)))
-                if clash:
-                    raise UserError(f"--input {source}: already has column(s) {', '.join(clash)} that scoring "
-                                    "adds; rename them first.")
-                if index >= done:  # chunks finished by an earlier, killed run are not scored again
-                    chunk = partial / f"part-{index:08d}.{kind}"
-                    writer = TableWriter(chunk.with_name(chunk.name + ".tmp"), kind)
-                    writer.write(score_frame(classifier, frame, text_column))
-                    writer.close()
-                    chunk.with_name(chunk.name + ".tmp").replace(chunk)
-                rows += len(frame)
-                bar.update(len(frame))
+        for index, frame in enumerate(read_table_chunks(source, chunk_rows)):
+            if text_column not in frame.columns:
+                raise UserError(f"--input {source}: no text column {text_column!r}; columns found: "
+                                f"{', '.join(map(str, frame.columns))}. Pass --text-column.")
+            clash = sorted(reserved & set(map(str, frame.columns)))
+            if clash:
+                raise UserError(f"--input {source}: already has column(s) {', '.join(clash)} that scoring "
+                                "adds; rename them first.")
+            if bar is None:  # drawn once the input has proved readable, so errors stay one line
+                bar = tqdm(total=count_rows(source), unit=" rows", disable=not progress, desc="scoring")
+            if index >= done:  # chunks finished by an earlier, killed run are not scored again
+                if as_text:
+                    frame = frame.astype(object).map(lambda v: v if v is None or isinstance(v, str) else
+                                                     (None if v != v else json.dumps(v) if isinstance(v, (list, dict))
+                                                      else str(v)))
+                chunk = partial / f"part-{index:08d}.{kind}"
+                writer = TableWriter(chunk.with_name(chunk.name + ".tmp"), kind)
+                writer.write(score_frame(classifier, frame, text_column))
+                writer.close()
+                chunk.with_name(chunk.name + ".tmp").replace(chunk)
+            rows += len(frame)
+            bar.update(len(frame))
         if rows == 0:
             raise UserError(f"--input {source}: no rows to score; give a file with at least one text.")
-    except UnicodeDecodeError as exc:
+        assembled = _assemble(sorted(partial.glob(f"part-*.{kind}")), partial / f"assembled.{kind}", kind)
+    except (UserError, UnicodeDecodeError, ValueError) as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        raise UserError(f"--input {source}: not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8.") from None
-    except UserError:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    except ValueError as exc:  # pandas/pyarrow parse errors
-        shutil.rmtree(partial, ignore_errors=True)
+        for folder in created:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        if isinstance(exc, UserError):
+            raise
+        if isinstance(exc, UnicodeDecodeError):
+            raise UserError(f"--input {source}: not valid UTF-8; re-save the file as UTF-8.") from None
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise UserError(f"--input {source}: cannot read it ({first}); check the file's format.") from None
-    _assemble(sorted(partial.glob(f"part-*.{kind}")), partial / f"assembled.{kind}", kind).replace(target)
+    finally:
+        if bar is not None:
+            bar.close()
+    assembled.replace(target)
     shutil.rmtree(partial, ignore_errors=True)
     return rows
 
@@ -391,12 +404,13 @@ def _assemble(chunks: list[Path], out: Path, kind: str) -> Path:
     if kind == "parquet":
         import pyarrow.parquet as pq
 
-        writer = None
-        for chunk in chunks:
-            table = pq.read_table(chunk)
-            writer = writer or pq.ParquetWriter(out, table.schema)
-            writer.write_table(table.cast(writer.schema))
-        writer.close()
+        import pyarrow as pa
+
+        # A column that was all null in one chunk has type null there: widen to one schema for all chunks.
+        schema = pa.unify_schemas([pq.read_schema(c) for c in chunks], promote_options="permissive")
+        with pq.ParquetWriter(out, schema) as writer:
+            for chunk in chunks:
+                writer.write_table(pq.read_table(chunk).cast(schema))
         return out
     with open(out, "wb") as f:
         for i, chunk in enumerate(chunks):
