@@ -334,7 +334,7 @@ def score_file(classifier: Classifier, input_path: str, output_path: str, text_c
             if clash:
                 raise UserError(f"--input {source}: already has column(s) {', '.join(clash)} that scoring "
                                 "adds; rename them first.")
-            if bar is None:  # drawn once the input has proved readable, so errors stay one line
+            if bar is None and len(frame):  # drawn once the input has proved readable: errors stay one line
                 bar = tqdm(total=count_rows(source), unit=" rows", disable=not progress, desc="scoring")
             if index >= done:  # chunks finished by an earlier, killed run are not scored again
                 if as_text:
@@ -347,7 +347,8 @@ def score_file(classifier: Classifier, input_path: str, output_path: str, text_c
                 writer.close()
                 chunk.with_name(chunk.name + ".tmp").replace(chunk)
             rows += len(frame)
-            bar.update(len(frame))
+            if bar is not None:
+                bar.update(len(frame))
         if rows == 0:
             raise UserError(f"--input {source}: no rows to score; give a file with at least one text.")
         assembled = _assemble(sorted(partial.glob(f"part-*.{kind}")), partial / f"assembled.{kind}", kind)
