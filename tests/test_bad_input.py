@@ -183,7 +183,7 @@ PREDICT_CASES = [
     Case("predict-input-has-a-scoring-column", SCORE,
          r"--input in\.csv: already has column\(s\) label that scoring adds; rename them first",
          files={IN: "text,label\ngood,pos\n"}),
-    Case("predict-invalid-utf8-input", SCORE, r"--input in\.csv: not valid UTF-8 \(byte \d+\)",
+    Case("predict-invalid-utf8-input", SCORE, r"--input in\.csv: not valid UTF-8; re-save the file as UTF-8",
          files={IN: b"text\n\xff\xfe bad\n"}),
     Case("predict-output-is-input", [*SCORE[:-1], IN], r"--output in\.csv is the --input file",
          files=TEXTS_IN),
