@@ -86,8 +86,7 @@ def predict_ray(model: str, input_pattern: str, output: str, text_column: str = 
     if target.exists() and not overwrite:
         raise UserError(f"--output {target} exists; pass --overwrite to replace it, or choose another --output.")
     if not ray.is_initialized():
-        ray.init(address=address, num_cpus=None if address else num_workers, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     resources = ray.cluster_resources()
     gpus = 1 if resources.get("GPU", 0) >= 1 else 0
