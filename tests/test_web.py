@@ -62,6 +62,17 @@ def page_errors():
     return []
 
 
+def wait_until(page, expression: str, timeout: float = 30.0) -> None:
+    """Poll `expression` from Python. Playwright's wait_for_function polls with eval() inside the page, which
+    the page's own Content-Security-Policy (script-src 'self') rightly refuses once a first check fails."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for: {expression}"
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def page(browser, server, page_errors):
     """A tab on the page; fails the test if the page logs an error (a script error, a CSP refusal, a 404...)."""
@@ -69,7 +80,7 @@ def page(browser, server, page_errors):
     page.on("pageerror", lambda error: page_errors.append(f"page error: {error}"))
     page.on("console", lambda message: page_errors.append(message.text) if message.type == "error" else None)
     page.goto(server.url + "/")
-    page.wait_for_function("document.querySelector('#model-name').textContent === 'tiny-card'")
+    wait_until(page, "document.querySelector('#model-name').textContent === 'tiny-card'")
     yield page
     page.close()
     assert page_errors == []
@@ -154,7 +165,7 @@ def test_open_the_model_card_with_its_plots(page, model_dir):
     assert page.inner_text("#card-body h1") == "tiny-card"
     headings = page.locator("#card-body h2").all_inner_texts()
     assert {"How to use", "Results", "Plots", "Limitations"} <= set(headings)
-    page.wait_for_function("[...document.querySelectorAll('#card-body img')].every(i => i.complete)")
+    wait_until(page, "[...document.querySelectorAll('#card-body img')].every(i => i.complete)")
     images = page.evaluate("[...document.querySelectorAll('#card-body img')]"
                            ".map(i => [i.getAttribute('src'), i.naturalWidth])")
     assert sorted(src for src, _ in images) == sorted(f"/v1/model/files/plots/{p.name}"
