@@ -182,3 +182,12 @@ def test_to_dict_round_trips_through_yaml(tmp_path):
     args = resolve_train_args(recipe="seed", overrides={"label_names": "neg,pos", "data": "d.csv"})
     path = write_yaml(tmp_path, yaml.safe_dump(args.to_dict()))
     assert resolve_train_args(config=path) == args
+
+
+def test_cli_flags_override_a_recipe_both_ways():
+    from llmclf.cli import build_parser
+
+    ns = build_parser().parse_args(["train", "--recipe", "lora", "--no-lora", "--learning-rate", "1e-4"])
+    overrides = {f.name: getattr(ns, f.name) for f in fields(TrainArgs)}
+    args = resolve_train_args(recipe=ns.recipe, overrides=overrides)
+    assert args.lora is False and args.learning_rate == 1e-4 and args.epochs == 2.0  # the rest from the recipe

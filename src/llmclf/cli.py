@@ -34,7 +34,9 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     for f in fields(TrainArgs):
         kind = str(f.type)
         if kind == "bool":
-            parser.add_argument(flag(f.name), action="store_true", default=None, help=docs.get(f.name))
+            # --lora / --no-lora: a flag can also switch off what a recipe or config file switched on
+            parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None,
+                                help=docs.get(f.name))
         else:
             python_type = {"int": int, "float": float}.get(kind.split(" ")[0], str)
             parser.add_argument(flag(f.name), type=python_type, default=None, help=docs.get(f.name),
