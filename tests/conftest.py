@@ -1,10 +1,15 @@
 """Shared fixtures: small labelled data sets written by the tests themselves (no network, no ../shared)."""
 
+import os
 import random
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+# Tests compare outputs across batchings, processes and reloads at 1e-5: float32 everywhere, including the
+# CLI and server subprocesses (they inherit the environment). The bf16 path has its own tests, which ask for it.
+os.environ["LLMCLF_PRECISION"] = "fp32"
 
 KEYWORDS = {
     "world": ["election", "minister", "treaty", "embassy"],
@@ -82,3 +87,16 @@ def carded_model_dir(tiny_classifier_dir, tmp_path_factory) -> Path:
     write_model_card(path, config={"model": "tiny-random-llama", "max_length": 64}, metrics=metrics, history=[],
                      data_info={"train": "reviews.csv", "label_names": ["neg", "pos"]}, plots=plots)
     return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(carded_model_dir):
+    """The tiny classifier with a model card and plots: what the server and web-page tests serve."""
+    return carded_model_dir
+
+
+@pytest.fixture(scope="module")
+def classifier(model_dir):
+    from llmclf.predict import Classifier
+
+    return Classifier.from_pretrained(str(model_dir))

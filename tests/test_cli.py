@@ -176,3 +176,18 @@ def test_console_script_runs_in_a_fresh_process(binary_run):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\t")[0] in {"neg", "pos"}
+
+
+@pytest.mark.parametrize("truncation", ["head_tail", "chunks"])
+def test_evaluate_with_each_truncation_mode_matches_predict(binary_run, sentiment_csv, truncation):
+    """evaluate reads texts as predict does: chunks averages its windows' probabilities in both."""
+    from llmclf.evaluate import evaluate
+    from llmclf.predict import Classifier
+
+    frame = pd.read_csv(sentiment_csv)
+    options = {"truncation": truncation, "max_length": 8}  # short windows: most texts are cut
+    metrics = evaluate(str(binary_run), str(sentiment_csv), text_column="review", options=options)
+    probs = Classifier.from_pretrained(str(binary_run), **options).predict_proba(frame["review"].tolist())
+    expected = compute_metrics(frame["label"].to_numpy(), probs, {0: "neg", 1: "pos"})
+    assert metrics["roc_auc"] == pytest.approx(expected["roc_auc"])
+    assert metrics["accuracy"] == pytest.approx(expected["accuracy"])

@@ -5,7 +5,8 @@ import pytest
 import yaml
 
 from llmclf.config import TrainArgs, field_docs, flag, recipe_names, resolve_train_args
-from llmclf.errors import UserError
+
+from helpers import user_error
 
 SHIPPED = sorted(p.name[:-5] for p in resources.files("llmclf.configs").iterdir() if p.name.endswith(".yaml"))
 
@@ -14,13 +15,6 @@ def write_yaml(tmp_path, values, name="run.yaml"):
     path = tmp_path / name
     path.write_text(yaml.safe_dump(values) if isinstance(values, dict) else values)
     return path
-
-
-def user_error(match, fn, *args, **kwargs) -> str:
-    with pytest.raises(UserError, match=match) as info:
-        fn(*args, **kwargs)
-    assert "\n" not in str(info.value)
-    return str(info.value)
 
 
 def test_the_shipped_recipes_are_found():

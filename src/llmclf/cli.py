@@ -18,7 +18,7 @@ from dataclasses import fields
 from llmclf.config import TrainArgs, field_docs, flag, recipe_names
 from llmclf.errors import UserError
 from llmclf.models import DEFAULT_CLASSIFIER
-from llmclf.predict import TRUNCATION_CHOICES
+from llmclf.predict import PRECISION_CHOICES, TRUNCATION_CHOICES
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -33,7 +33,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     docs = field_docs()
     for f in fields(TrainArgs):
         kind = str(f.type)
-        if kind == "bool":
+        if kind in ("bool", "bool | None"):
             # --lora / --no-lora: a flag can also switch off what a recipe or config file switched on
             parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None,
                                 help=docs.get(f.name))
@@ -69,8 +69,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     from llmclf.metrics import summary_line
 
     metrics = evaluate(ns.model, ns.data, ns.output, text_column=ns.text_column, label_column=ns.label_column,
-                       batch_size=ns.batch_size, max_length=ns.max_length, overwrite=ns.overwrite,
-                       load_options=load_options(ns))
+                       overwrite=ns.overwrite, options=classifier_options(ns))
     print(summary_line(metrics))
     if ns.output:
         print(f"metrics.json, plots, errors.jsonl and report.html in {ns.output}/")
@@ -93,22 +92,18 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     if not texts and not ns.input:
         raise UserError("no texts to classify; pass them as arguments, - to read one per line from stdin, "
                         "or --input FILE --output FILE.")
-    options = {"max_length": ns.max_length} if ns.max_length else {}
     if ns.engine == "ray":
         from llmclf.scale import predict_ray
 
         if not ns.input:
             raise UserError("--engine ray scores files: pass --input DIR_OR_GLOB --output DIR.")
         rows = predict_ray(ns.model, ns.input, ns.output, text_column=ns.text_column, num_workers=ns.num_workers,
-                           batch_size=ns.batch_size, address=ns.ray_address, overwrite=ns.overwrite,
-                           truncation=ns.truncation, threshold=ns.threshold, min_confidence=ns.min_confidence,
-                           **load_options(ns), **options)
+                           address=ns.ray_address, overwrite=ns.overwrite, threshold=ns.threshold,
+                           min_confidence=ns.min_confidence, **classifier_options(ns))
         print(f"scored {rows} rows into {ns.output}/", file=sys.stderr)
         return 0
-    classifier = Classifier.from_pretrained(ns.model, batch_size=ns.batch_size, device=ns.device,
-                                            truncation=ns.truncation, threshold=ns.threshold,
-                                            min_confidence=ns.min_confidence, quantize=ns.quantize,
-                                            **load_options(ns), **options)
+    classifier = Classifier.from_pretrained(ns.model, threshold=ns.threshold, min_confidence=ns.min_confidence,
+                                            quantize=ns.quantize, **classifier_options(ns))
     if ns.input:
         rows = score_file(classifier, ns.input, ns.output, text_column=ns.text_column, overwrite=ns.overwrite,
                           resume=ns.resume, chunk_rows=ns.chunk_rows)
@@ -129,9 +124,7 @@ def cmd_check(ns: argparse.Namespace) -> int:
 
     if ns.output and Path(ns.output).exists() and not ns.overwrite:
         raise UserError(f"--output {ns.output} exists; pass --overwrite to replace it, or choose another --output.")
-    options = {"max_length": ns.max_length} if ns.max_length else {}
-    classifier = Classifier.from_pretrained(ns.model, batch_size=ns.batch_size, device=ns.device,
-                                            threshold=ns.threshold, **load_options(ns), **options)
+    classifier = Classifier.from_pretrained(ns.model, threshold=ns.threshold, **classifier_options(ns))
     report = run_checks(classifier, negative=ns.negative_label, positive=ns.positive_label)
     for check in report["checks"] + [{"name": "all", "kind": "", **report}]:
         print(f"{check['name']:<18} {check['kind']:<4} {check['passed']:>3}/{check['n']:<3} {check['pass_rate']:7.1%}")
@@ -152,21 +145,42 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     from llmclf.serve import ServeArgs, run_server
 
     args = ServeArgs(**{f.name: getattr(ns, f.name) for f in fields(ServeArgs)})
-    run_server(ns.model, args, device=ns.device, threshold=ns.threshold, min_confidence=ns.min_confidence,
-               truncation=ns.truncation, max_length=ns.max_length, **load_options(ns))
+    run_server(ns.model, args, threshold=ns.threshold, min_confidence=ns.min_confidence, **classifier_options(ns))
     return 0
 
 
-def add_load_flags(parser: argparse.ArgumentParser) -> None:
-    """Two opt-ins for loading a model: never implied."""
+def add_inference_flags(parser: argparse.ArgumentParser, model_default: str | None = DEFAULT_CLASSIFIER,
+                        batch_size: bool = True) -> None:
+    """The flags of every command that loads a trained classifier (read back by classifier_options)."""
+    if model_default is None:
+        parser.add_argument("--model", required=True, help="a directory written by llmclf train, or a shipped model")
+    else:
+        parser.add_argument("--model", default=model_default,
+                            help=f"a directory written by llmclf train, or a shipped model (default: {model_default})")
+    if batch_size:
+        parser.add_argument("--batch-size", type=positive_int, default=16)
+    parser.add_argument("--max-length", type=positive_int, default=None, help="default: the model's training max_length")
+    parser.add_argument("--truncation", choices=TRUNCATION_CHOICES, default="head",
+                        help="texts longer than max_length: keep the head, head and tail, or average overlapping chunks")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                        help="auto: bf16 on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), else fp32")
+    # Two opt-ins for loading a model: never implied.
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="run model code shipped with a checkpoint (only for code you trust)")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="load pickle (.bin) weights when there are no safetensors (they can run code)")
 
 
-def load_options(ns: argparse.Namespace) -> dict:
-    return {"trust_remote_code": ns.trust_remote_code, "allow_pickle": ns.allow_pickle}
+def classifier_options(ns: argparse.Namespace) -> dict:
+    """Classifier.from_pretrained keyword arguments from add_inference_flags' flags."""
+    options = {"device": ns.device, "truncation": ns.truncation, "precision": ns.precision,
+               "trust_remote_code": ns.trust_remote_code, "allow_pickle": ns.allow_pickle}
+    if getattr(ns, "batch_size", None):
+        options["batch_size"] = ns.batch_size
+    if ns.max_length:  # else the model's own, read from its run config
+        options["max_length"] = ns.max_length
+    return options
 
 
 def probability(value: str) -> float:
@@ -203,30 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained classifier on labelled data")
-    p.add_argument("--model", required=True, help="a directory written by llmclf train")
+    add_inference_flags(p, model_default=None)
     p.add_argument("--data", required=True, help="labelled data: a file, folder or hub dataset name[:split]")
     p.add_argument("--output", help="directory for metrics.json and plots")
     p.add_argument("--text-column", default="text")
     p.add_argument("--label-column", default="label")
-    p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--max-length", type=positive_int, default=None, help="default: the model's training max_length")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    add_load_flags(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="label texts or a file with a trained classifier")
     p.add_argument("texts", nargs="*", help="texts to classify, or - to read one per line from stdin")
-    p.add_argument("--model", default=DEFAULT_CLASSIFIER,
-                   help=f"a directory written by llmclf train, or a shipped model (default: {DEFAULT_CLASSIFIER})")
+    add_inference_flags(p)
     p.add_argument("--input", help="a CSV, JSONL or Parquet file to score (streamed)")
     p.add_argument("--output", help="where the scored file goes: every input column plus label, score, prob_<label>")
     p.add_argument("--text-column", default="text", help="the column holding the text in --input")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--max-length", type=positive_int, default=None, help="default: the model's training max_length")
-    p.add_argument("--truncation", choices=TRUNCATION_CHOICES, default="head",
-                   help="texts longer than max_length: keep the head, head and tail, or average overlapping chunks")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--threshold", type=probability, default=None,
                    help="binary models: the second label exactly when its probability reaches this (default: the "
                    "threshold saved with the model, else the most probable label)")
@@ -244,24 +249,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ray: score files on a Ray cluster (--input DIR_OR_GLOB, --output DIR)")
     p.add_argument("--num-workers", type=positive_int, default=2, help="Ray actors, one model each")
     p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
-    add_load_flags(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("check", help="run the behaviour checks (negation, sarcasm, typos...) on a sentiment model",
                        description="CheckList-style behaviour checks for a sentiment classifier: pass rate per check; "
                        "--output saves every failure as JSON.")
-    p.add_argument("--model", default=DEFAULT_CLASSIFIER,
-                   help=f"a directory written by llmclf train, or a shipped model (default: {DEFAULT_CLASSIFIER})")
+    add_inference_flags(p)
     p.add_argument("--output", help="write the results (pass rates and failures) to this JSON file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     p.add_argument("--negative-label", default=None,
                    help="the model's negative label, when its names are not neg/negative/bad and pos/positive/good")
     p.add_argument("--positive-label", default=None, help="the model's positive label (with --negative-label)")
     p.add_argument("--threshold", type=probability, default=None, help="override the model's saved threshold")
-    p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--max-length", type=positive_int, default=None, help="default: the model's training max_length")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    add_load_flags(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("demo", help="the whole pipeline offline on a bundled sample, in minutes on a CPU")
@@ -274,22 +273,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve a classifier over HTTP, with a web page to try it",
                        description="Serve a classifier over HTTP: POST /classify (vLLM's API), POST /v1/predict, "
                        "GET /health, GET /v1/model, the page at /, API docs at /docs.")
-    p.add_argument("--model", default=DEFAULT_CLASSIFIER,
-                   help=f"a directory written by llmclf train, or a shipped model (default: {DEFAULT_CLASSIFIER})")
+    add_inference_flags(p, batch_size=False)  # serve batches by --max-batch-size
     for f in fields(ServeArgs):
         kind = {int: int, float: float}.get(f.type, str)
         p.add_argument(flag(f.name), type=kind, default=f.default, help=f.metadata["help"],
                        metavar=f.name.upper())
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--threshold", type=float, default=None,
                    help="binary models: the second label exactly when its probability reaches this (default: "
                    "the model's saved threshold, else the most probable label)")
     p.add_argument("--min-confidence", type=float, default=None,
                    help="flag predictions whose top probability is below this with needs_review")
-    p.add_argument("--truncation", choices=TRUNCATION_CHOICES, default="head",
-                   help="texts longer than max_length: keep the head, head and tail, or average overlapping chunks")
-    p.add_argument("--max-length", type=positive_int, default=None, help="default: the model's training max_length")
-    add_load_flags(p)
     p.set_defaults(func=cmd_serve)
     return parser
 

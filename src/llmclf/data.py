@@ -254,3 +254,14 @@ def split_train_validation(data: LabelledTexts, fraction: float = 0.2, seed: int
     pick = lambda idx, tag: LabelledTexts([data.texts[i] for i in idx], [data.labels[i] for i in idx],
                                           f"{data.source} ({tag})")
     return pick(train_idx, f"{1 - fraction:.0%} split, seed {seed}"), pick(val_idx, f"{fraction:.0%} split, seed {seed}")
+
+
+def publish_dir(stage: Path, target: Path) -> None:
+    """Move a finished staging directory into place, replacing `target`: outputs are written beside their
+    target and renamed only when complete, so an interrupted run never leaves a half-written --output."""
+    import shutil
+
+    if target.exists():
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage.rename(target)

@@ -14,24 +14,23 @@ from pathlib import Path
 import numpy as np
 
 from llmclf.analysis import Part, lookup_ratings, model_logits, split_metrics, write_analysis
-from llmclf.data import encode_labels, load_labelled
+from llmclf.data import encode_labels, load_labelled, publish_dir
 from llmclf.errors import UserError
 from llmclf.predict import Classifier
 
 
 def evaluate(model: str, data: str, output: str | None = None, text_column: str = "text",
-             label_column: str = "label", batch_size: int = 16, max_length: int | None = None,
-             overwrite: bool = False, load_options: dict | None = None) -> dict:
+             label_column: str = "label", overwrite: bool = False, options: dict | None = None) -> dict:
     """Metrics of the model at `model` on `data` (the keys of `llmclf.analysis`); with `output`, also writes
-    metrics.json, plots, errors.jsonl, behaviour.json and report.html there."""
+    metrics.json, plots, errors.jsonl, behaviour.json and report.html there. `options` go to
+    Classifier.from_pretrained (batch_size, max_length, truncation, device, precision...)."""
     out = Path(output) if output else None
     if out is not None and out.exists() and not out.is_dir():
         raise UserError(f"--output {out} is a file; give a directory for metrics.json, plots and report.html.")
     if out is not None and out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"--output {out} is not empty; pass --overwrite to replace it, or choose another --output.")
     part = load_labelled(data, text_column=text_column, label_column=label_column, what="--data")
-    options = {"max_length": max_length} if max_length else {}
-    classifier = Classifier.from_pretrained(model, batch_size=batch_size, **(load_options or {}), **options)
+    classifier = Classifier.from_pretrained(model, **(options or {}))
     labels = np.asarray(encode_labels(part.labels, classifier.id2label, what=f"--data {data}"))
     logits, calibration = model_logits(classifier, part.texts, model)
     scored = Part("test", part.texts, labels, logits, lookup_ratings(data, text_column, part.texts))
@@ -49,7 +48,5 @@ def evaluate(model: str, data: str, output: str | None = None, text_column: str 
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    if out.exists():
-        shutil.rmtree(out)
-    stage.rename(out)
+    publish_dir(stage, out)
     return metrics

@@ -187,9 +187,36 @@ def tiny_random_llama(id2label: dict[int, str], seed: int = 0):
     return model, tokenizer
 
 
+def fast_bf16(device: str = "cpu") -> bool:
+    """Whether bfloat16 matmuls are native on this device: CUDA, or a CPU with AMX or AVX512-BF16 (on other
+    CPUs oneDNN emulates bfloat16 and it is slower than float32)."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        return True
+    cpu = torch.backends.cpu
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+                or getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+                or cpu.get_cpu_capability() == "AVX512_BF16")
+
+
+def auto_bf16(device: str = "cpu") -> bool:
+    """What precision `auto` means: the LLMCLF_PRECISION environment variable (`fp32` or `bf16`) when set, for
+    deployments that want one precision everywhere (bf16 results move by ~1e-3 with the batch a text shares,
+    fp32 results do not); else bf16 wherever it is native (fast_bf16)."""
+    import os
+
+    chosen = os.environ.get("LLMCLF_PRECISION", "auto").strip().lower()
+    if chosen not in ("auto", "fp32", "bf16"):
+        raise UserError(f"LLMCLF_PRECISION={chosen!r}: use fp32, bf16 or auto (or unset it).")
+    return fast_bf16(device) if chosen == "auto" else chosen == "bf16"
+
+
 def load_backbone(name: str, id2label: dict[int, str], seed: int = 42, trust_remote_code: bool = False,
-                  allow_pickle: bool = False):
-    """A pretrained decoder with a fresh classification head of len(id2label) outputs, and its tokenizer."""
+                  allow_pickle: bool = False, dtype=None):
+    """A pretrained decoder with a fresh classification head of len(id2label) outputs, and its tokenizer.
+
+    `dtype` (default float32) is the weights' dtype; the new head is always float32 (it is trained)."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -200,7 +227,7 @@ def load_backbone(name: str, id2label: dict[int, str], seed: int = 42, trust_rem
     torch.manual_seed(seed)  # the new head's initialisation
     model = _from_pretrained(
         AutoModelForSequenceClassification, source, num_labels=len(id2label), id2label=id2label,
-        label2id={v: k for k, v in id2label.items()}, dtype=torch.float32, trust_remote_code=trust_remote_code,
+        label2id={v: k for k, v in id2label.items()}, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code,
         # Pickle checkpoints can run code when loaded: safetensors only, unless the user opts in.
         use_safetensors=None if allow_pickle else True,
     )
@@ -209,13 +236,32 @@ def load_backbone(name: str, id2label: dict[int, str], seed: int = 42, trust_rem
     return model, tokenizer
 
 
-def add_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05):
-    """LoRA on every linear layer; PEFT's SEQ_CLS task trains and saves the classification head in full."""
+HEAD_NAMES = ("score", "classifier", "lm_head")
+
+
+def add_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, top_layers: int | None = None):
+    """LoRA on every linear layer (or those of the top `top_layers` decoder layers); PEFT's SEQ_CLS task trains
+    and saves the classification head in full. Trainable weights are float32 whatever the backbone's dtype."""
+    import torch
     from peft import LoraConfig, TaskType, get_peft_model
 
+    targets: str | list[str] = "all-linear"
+    layers = None
+    if top_layers is not None:
+        total = model.config.num_hidden_layers
+        if top_layers > total:
+            raise UserError(f"--lora-layers {top_layers}: the backbone has only {total} layers; pass at most {total}.")
+        layers = list(range(total - top_layers, total))
+        # PEFT takes layers_to_transform only with explicit module names: every linear layer but the head.
+        targets = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                          if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in HEAD_NAMES})
     config = LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout,
-                        target_modules="all-linear")
-    return get_peft_model(model, config)
+                        target_modules=targets, layers_to_transform=layers)
+    model = get_peft_model(model, config)
+    for param in model.parameters():
+        if param.requires_grad:
+            param.data = param.data.float()
+    return model
 
 
 def save_classifier(model, tokenizer, out_dir: Path, merge: bool = True) -> None:
@@ -226,8 +272,8 @@ def save_classifier(model, tokenizer, out_dir: Path, merge: bool = True) -> None
     from peft import PeftModel
 
     if isinstance(model, PeftModel):
-        if merge:
-            model = model.merge_and_unload()
+        if merge:  # in float32: a bf16 backbone plus float32 deltas is exact in float32, not in bf16
+            model = model.float().merge_and_unload()
         else:
             model.save_pretrained(out_dir)
             tokenizer.save_pretrained(out_dir)
@@ -246,6 +292,14 @@ def read_run_config(model_dir: Path | str) -> dict:
 
 SHIPPED_MODELS = ("imdb-sentiment",)
 DEFAULT_CLASSIFIER = "imdb-sentiment"
+
+
+def shipped_model_available(name: str) -> bool:
+    try:
+        shipped_model_dir(name)
+    except UserError:
+        return False
+    return True
 
 
 def shipped_model_dir(name: str) -> Path:
@@ -321,6 +375,7 @@ def _load_adapter(path: Path, trust_remote_code: bool, allow_pickle: bool):
         model, _ = load_backbone(backbone, id2label, seed=run.get("seed", 42), trust_remote_code=trust_remote_code,
                                  allow_pickle=allow_pickle)
     tokenizer = load_tokenizer(str(path))
-    model = PeftModel.from_pretrained(model, path, use_safetensors=True)
+    # Merged for inference: the same logits without LoRA's extra matmuls in every layer.
+    model = PeftModel.from_pretrained(model, path, use_safetensors=True).merge_and_unload()
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.eval(), tokenizer

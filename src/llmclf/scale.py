@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from llmclf.data import publish_dir
 from llmclf.errors import UserError
 
 INPUT_SUFFIXES = (".parquet", ".csv")
@@ -122,9 +123,7 @@ def predict_ray(model: str, input_pattern: str, output: str, text_column: str = 
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    if target.exists():
-        shutil.rmtree(target)
-    stage.rename(target)
+    publish_dir(stage, target)
     return rows
 
 

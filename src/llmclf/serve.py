@@ -793,11 +793,11 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_server(model: str, args: ServeArgs, device: str | None = None, threshold: float | None = None,
-               min_confidence: float | None = None, truncation: str = "head", max_length: int | None = None,
-               trust_remote_code: bool = False, allow_pickle: bool = False) -> None:
+def run_server(model: str, args: ServeArgs, threshold: float | None = None, min_confidence: float | None = None,
+               **options) -> None:
     """Load `model` (a directory written by `llmclf train`, or a shipped model's name) and serve it until
-    SIGTERM/SIGINT, answering the requests in flight before exiting."""
+    SIGTERM/SIGINT, answering the requests in flight before exiting. `options` go to Classifier.from_pretrained
+    (device, truncation, max_length, precision, trust_remote_code, allow_pickle)."""
     try:
         import uvicorn
     except ImportError:
@@ -811,11 +811,8 @@ def run_server(model: str, args: ServeArgs, device: str | None = None, threshold
     # Bound before the model loads and handed to uvicorn: a taken port is one line at once, not uvicorn's log
     # and exit code 3 after the load.
     sock = listen_socket(args.host, args.port)
-    options = {"max_length": max_length} if max_length else {}
-    classifier = Classifier.from_pretrained(model, batch_size=args.max_batch_size, device=device,
-                                            truncation=truncation, threshold=threshold,
-                                            min_confidence=min_confidence, trust_remote_code=trust_remote_code,
-                                            allow_pickle=allow_pickle, **options)
+    classifier = Classifier.from_pretrained(model, batch_size=args.max_batch_size, threshold=threshold,
+                                            min_confidence=min_confidence, **options)
     model_dir = shipped_model_dir(model) if model in SHIPPED_MODELS else Path(model).expanduser()
     name = args.served_model_name or (model if model in SHIPPED_MODELS else model_dir.resolve().name)
     app = create_app(classifier, args, model_dir=model_dir, model_name=name)
@@ -858,8 +855,9 @@ class ServerProcess:
     200
     """
 
-    def __init__(self, model: str | Path, startup_timeout: float = 120.0, **options):
-        self.model, self.startup_timeout, self.options = str(model), startup_timeout, options
+    def __init__(self, model: str | Path | None, startup_timeout: float = 120.0, **options):
+        """`model` None serves the default (the shipped sentiment model)."""
+        self.model, self.startup_timeout, self.options = model and str(model), startup_timeout, options
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -867,7 +865,9 @@ class ServerProcess:
         self._final_log: str | None = None
 
     def argv(self) -> list[str]:
-        argv = [sys.executable, "-m", "llmclf", "serve", "--model", self.model, "--port", str(self.port)]
+        argv = [sys.executable, "-m", "llmclf", "serve", "--port", str(self.port)]
+        if self.model is not None:
+            argv += ["--model", self.model]
         for key, value in self.options.items():
             argv += [flag(key), str(value)]
         return argv

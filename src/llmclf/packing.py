@@ -1,0 +1,121 @@
+"""Padding-free training batches: a batch's texts laid end to end in a few rows, each text pooled at its own
+last token.
+
+A padded batch costs its longest text times its size; IMDb padded to 512 tokens is about half padding. Here the
+texts of a batch are packed first-fit-decreasing into rows of at most `row_length` tokens (the run's max_length),
+so the attention cost per row never exceeds a padded row's, and only the rows' tails are padding. Position ids
+restart at 0 for every text; transformers reads that as separate documents and masks attention across them
+(`masking_utils.find_packed_sequence_indices`), so each text sees exactly what it would see alone. The
+classification head runs on every position (as in every `*ForSequenceClassification` decoder); a forward hook on
+it picks each text's last token, instead of the model's own pooling, which assumes one text per row.
+
+Tests check the logits and loss against the padded path (tests/test_packing.py).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+HEAD_NAMES = ("score", "classifier")
+
+
+def pack_rows(lengths: list[int], row_length: int) -> list[list[int]]:
+    """Indices of texts per row, first-fit decreasing: longest texts first, each into the first row with room."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        for r, free in enumerate(room):
+            if lengths[i] <= free:
+                rows[r].append(i)
+                room[r] -= lengths[i]
+                break
+        else:
+            rows.append([i])
+            room.append(row_length - lengths[i])
+    return rows
+
+
+class PackedCollator:
+    """Features with `input_ids` (already truncated to max_length) and `labels` -> one packed batch:
+    `input_ids` and `position_ids` of shape (rows, width), `text_ends` (the flat index of each text's last
+    token, in the features' order) and `labels`."""
+
+    def __init__(self, pad_token_id: int, row_length: int, pad_to_multiple_of: int | None = None):
+        self.pad_token_id = pad_token_id
+        self.row_length = row_length
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+
+        ids = [list(f["input_ids"]) for f in features]
+        rows = pack_rows([len(x) for x in ids], self.row_length)
+        width = max(sum(len(ids[i]) for i in row) for row in rows)
+        if self.pad_to_multiple_of:
+            width = min(-(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of,
+                        max(width, self.row_length))
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        # The tail padding of a row gets positions of its own (a document of its own): no text attends to it.
+        position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+        text_ends = torch.zeros(len(ids), dtype=torch.long)
+        for r, row in enumerate(rows):
+            start = 0
+            for i in row:
+                n = len(ids[i])
+                input_ids[r, start : start + n] = torch.tensor(ids[i])
+                position_ids[r, start : start + n] = torch.arange(n)
+                text_ends[i] = r * width + start + n - 1
+                start += n
+            position_ids[r, start:] = torch.arange(width - start)
+        batch = {"input_ids": input_ids, "position_ids": position_ids, "text_ends": text_ends}
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.long)
+        return batch
+
+
+def head_module(model):
+    """The classification head (PEFT's wrapper around it for a LoRA model): the shortest module path ending in
+    one of HEAD_NAMES."""
+    named = [(name, module) for name, module in model.named_modules() if name.rsplit(".", 1)[-1] in HEAD_NAMES]
+    if not named:
+        raise ValueError("packing needs a classification head named score or classifier")
+    return min(named, key=lambda item: item[0].count("."))[1]
+
+
+@contextmanager
+def capture_head_output(model):
+    """Collects the head's output (logits at every position) during a forward pass."""
+    captured: dict = {}
+    hook = head_module(model).register_forward_hook(lambda module, args, output: captured.__setitem__("logits", output))
+    try:
+        yield captured
+    finally:
+        hook.remove()
+
+
+def packed_logits(model, input_ids, position_ids, text_ends):
+    """(texts, num_labels) logits of a packed batch, each text pooled at its last token."""
+    with capture_head_output(model) as captured:
+        # No attention mask and no cache: transformers then derives the per-text masks from position_ids.
+        model(input_ids=input_ids, position_ids=position_ids, use_cache=False)
+    every = captured["logits"]
+    return every.reshape(-1, every.shape[-1])[text_ends]
+
+
+def packed_trainer_class():
+    """transformers' Trainer computing logits and loss from packed batches (imported lazily: it is slow)."""
+    import torch
+    from transformers import Trainer
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    class PackedTrainer(Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.model_accepts_loss_kwargs = False  # our loss is a mean per step: let Trainer scale accumulation
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            logits = packed_logits(model, inputs["input_ids"], inputs["position_ids"], inputs["text_ends"])
+            loss = torch.nn.functional.cross_entropy(logits.float(), inputs["labels"])  # mean per text, as padded
+            return (loss, SequenceClassifierOutput(loss=loss, logits=logits)) if return_outputs else loss
+
+    return PackedTrainer
