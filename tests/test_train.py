@@ -86,3 +86,17 @@ def test_padding_to_a_multiple_gives_the_same_logits_and_loss():
     with torch.no_grad():
         a, b = model(**exact), model(**rounded)
     assert torch.allclose(a.logits, b.logits, atol=1e-5) and torch.allclose(a.loss, b.loss, atol=1e-6)
+
+
+@pytest.mark.parametrize("flags", [["--group-by-length"], ["--group-by-length", "--packing"]])
+def test_reports_pair_each_prediction_with_its_own_text_when_batches_are_grouped_by_length(tmp_path, sentiment_csv,
+                                                                                          flags):
+    """transformers 5 length-groups prediction batches too under group_by_length; the validation metrics in
+    metrics.json must still be those of Trainer's own order-free evaluation."""
+    out = tmp_path / "grouped"
+    assert main(["train", "--data", str(sentiment_csv), "--text-column", "review", "--model", "tiny-random-llama",
+                 "--epochs", "2", "--batch-size", "4", "--eval-batch-size", "4", "--learning-rate", "1e-3",
+                 "--output", str(out), *flags]) == 0
+    validation = json.loads((out / "metrics.json").read_text())["validation"]
+    last_epoch = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()][-1]
+    assert validation["roc_auc"] == pytest.approx(last_epoch["eval_roc_auc"], abs=1e-6)

@@ -216,12 +216,13 @@ def load_backbone(name: str, id2label: dict[int, str], seed: int = 42, trust_rem
                   allow_pickle: bool = False, dtype=None):
     """A pretrained decoder with a fresh classification head of len(id2label) outputs, and its tokenizer.
 
-    `dtype` (default float32) is the weights' dtype; the new head is always float32 (it is trained)."""
+    `dtype` (default float32) is the weights' dtype (add_lora makes the trained ones float32 again)."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
     if name == "tiny-random-llama":
-        return tiny_random_llama(id2label, seed=seed)
+        model, tokenizer = tiny_random_llama(id2label, seed=seed)
+        return model.to(dtype or torch.float32), tokenizer
     source = resolve_backbone(name)
     tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
     torch.manual_seed(seed)  # the new head's initialisation

@@ -103,12 +103,13 @@ def packed_logits(model, input_ids, position_ids, text_ends):
 
 
 def packed_trainer_class():
-    """transformers' Trainer computing logits and loss from packed batches (imported lazily: it is slow)."""
+    """llmclf's Trainer computing logits and loss from packed batches (imported lazily: it is slow)."""
     import torch
-    from transformers import Trainer
     from transformers.modeling_outputs import SequenceClassifierOutput
 
-    class PackedTrainer(Trainer):
+    from llmclf.train import trainer_class
+
+    class PackedTrainer(trainer_class()):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.model_accepts_loss_kwargs = False  # our loss is a mean per step: let Trainer scale accumulation

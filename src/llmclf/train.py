@@ -175,6 +175,27 @@ def training_arguments(args: TrainArgs, checkpoints: Path):
     )
 
 
+def trainer_class():
+    """transformers' Trainer, with evaluation and prediction always in dataset order.
+
+    transformers 5 also length-groups *evaluation* batches under group_by_length, so `Trainer.predict` returns
+    predictions in another order than the dataset's: metrics Trainer computes itself stay right (labels travel
+    with the batch), but pairing the predictions with the texts does not (it gave chance-level accuracy).
+    """
+    from transformers import Trainer
+
+    class OrderedEvalTrainer(Trainer):
+        def _get_eval_sampler(self, eval_dataset):
+            strategy = self.args.train_sampling_strategy
+            self.args.train_sampling_strategy = "random"  # the training order alone is grouped by length
+            try:
+                return super()._get_eval_sampler(eval_dataset)
+            finally:
+                self.args.train_sampling_strategy = strategy
+
+    return OrderedEvalTrainer
+
+
 def rank_checksums(model, state) -> list[float]:
     """Every rank's sum of its trainable weights: under DDP they must be equal, whichever rank you ask."""
     import torch
@@ -204,7 +225,7 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
     check_report_to(args.report_to)
     splits = load_splits(args)
     # Imported after the cheap checks: transformers' Trainer takes seconds to import, and a typo should not wait.
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback
 
     args.label_names = [splits.id2label[i] for i in sorted(splits.id2label)]
     import torch
@@ -241,7 +262,7 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
         collator = DataCollatorWithPadding(tokenizer, padding=args.padding, max_length=args.max_length,
                                            pad_to_multiple_of=args.pad_to_multiple_of if args.padding == "longest" else None)
     callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if args.early_stopping_patience else []
-    trainer = (packed_trainer_class() if args.packing else Trainer)(
+    trainer = (packed_trainer_class() if args.packing else trainer_class())(
         model=model, args=training_args, train_dataset=train_set,
         eval_dataset=validation_set, data_collator=collator, compute_metrics=trainer_metrics(splits.id2label),
         callbacks=callbacks,
@@ -271,11 +292,19 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
         "rank_param_checksums": checksums,
     }
 
+    finish_run(stage, output, args, trainer.model, tokenizer, splits, parts, history, training)
+    return output
+
+
+def finish_run(stage: Path, output: Path, args: TrainArgs, model, tokenizer, splits: Splits, parts: list[Part],
+               history: list[dict], training: dict) -> None:
+    """Everything after the weights are trained: calibration, analysis, report, model card, the saved model,
+    and the rename of the staging directory to `output`."""
     # Temperature, then (binary) threshold, fitted on validation data; from here on the head carries the temperature.
     calibration = fit_calibration(parts[0].logits, parts[0].labels, args.threshold_objective, args.target_precision)
-    in_head = scale_head(trainer.model, calibration.temperature)
-    classifier = Classifier(trainer.model, tokenizer, max_length=args.max_length, batch_size=args.eval_batch_size,
-                            device=str(next(trainer.model.parameters()).device), threshold=calibration.threshold,
+    in_head = scale_head(model, calibration.temperature)
+    classifier = Classifier(model, tokenizer, max_length=args.max_length, batch_size=args.eval_batch_size,
+                            device=str(next(model.parameters()).device), threshold=calibration.threshold,
                             temperature=1.0 if in_head else calibration.temperature)
     (stage / "history.jsonl").write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")
     data_info = {
@@ -288,7 +317,7 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
                               run={"config": args.to_dict(), "data_info": data_info, "training": training,
                                    "title": output.name})
     results = {**analysis.metrics, "training": training}
-    save_classifier(trainer.model, tokenizer, stage, merge=not args.save_adapter)
+    save_classifier(model, tokenizer, stage, merge=not args.save_adapter)
     save_calibration(stage, calibration, in_head)
     write_model_card(stage, config=args.to_dict(), metrics=results["validation"], history=history, data_info=data_info,
                      plots=[str(p) for p in analysis.plots], test_metrics=results.get("test"), name=output.name,
@@ -298,4 +327,3 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
     if not args.keep_checkpoints:
         shutil.rmtree(stage / "checkpoints", ignore_errors=True)
     publish_dir(stage, output)
-    return output
