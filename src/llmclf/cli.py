@@ -18,7 +18,7 @@ from dataclasses import fields
 from llmclf.config import TrainArgs, field_docs, flag, recipe_names
 from llmclf.errors import UserError
 from llmclf.models import DEFAULT_CLASSIFIER
-from llmclf.predict import PRECISION_CHOICES, TRUNCATION_CHOICES
+from llmclf.predict import DEFAULT_TRUNCATION, PRECISION_CHOICES, TRUNCATION_CHOICES
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -160,8 +160,10 @@ def add_inference_flags(parser: argparse.ArgumentParser, model_default: str | No
     if batch_size:
         parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--max-length", type=positive_int, default=None, help="default: the model's training max_length")
-    parser.add_argument("--truncation", choices=TRUNCATION_CHOICES, default="head",
-                        help="texts longer than max_length: keep the head, head and tail, or average overlapping chunks")
+    parser.add_argument("--truncation", choices=TRUNCATION_CHOICES, default=DEFAULT_TRUNCATION,
+                        help="texts longer than max_length: keep the head, head and tail, or average the "
+                        f"probabilities of overlapping windows (default: {DEFAULT_TRUNCATION}, the most accurate "
+                        "on IMDb)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                         help="auto: bf16 on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), else fp32")

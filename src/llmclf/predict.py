@@ -21,6 +21,8 @@ from llmclf.metrics import softmax
 from llmclf.models import SHIPPED_MODELS, auto_bf16, load_classifier, read_run_config, shipped_model_dir
 
 TRUNCATION_CHOICES = ("head", "head_tail", "chunks")
+# The most accurate mode on IMDb validation reviews at both 256 and 512 tokens (bench/truncation.py, README).
+DEFAULT_TRUNCATION = "chunks"
 # A token spans at most a few dozen characters, so cutting a huge text to this many characters per token of
 # max_length first keeps every token that head/head_tail truncation could keep, without tokenizing megabytes.
 CHARS_PER_TOKEN_BOUND = 64
@@ -92,7 +94,7 @@ class Classifier:
     """A sequence classifier with its tokenizer; texts in, label names or probabilities out."""
 
     def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 16, device: str | None = None,
-                 truncation: str = "head", temperature: float | None = None, threshold: float | None = None,
+                 truncation: str = DEFAULT_TRUNCATION, temperature: float | None = None, threshold: float | None = None,
                  min_confidence: float | None = None, quantize: str | None = None, precision: str = "auto"):
         import torch
 

@@ -173,10 +173,16 @@ def write_model_card(out_dir, *, config: dict, metrics: dict, history: list[dict
         f"A text classifier fine-tuned from `{base}` with llmclf by {method(config)}. "
         f"It predicts one of {len(labels)} labels: {', '.join(f'`{n}`' for n in labels)}.", "",
         "## How to use", "",
-        "```python", "from transformers import pipeline", "",
-        f'classifier = pipeline("text-classification", model="{name}")  # local directory or Hub repo id',
-        'print(classifier("I loved every minute of it."))', "```", "",
+        *(["```python", "from llmclf.predict import Classifier", "",
+           f'classifier = Classifier.from_pretrained("{name}")  # a LoRA adapter: llmclf loads its backbone',
+           'print(classifier.predict_proba("I loved every minute of it."))', "```", ""]
+          if config.get("lora") and config.get("save_adapter") else
+          ["```python", "from transformers import pipeline", "",
+           f'classifier = pipeline("text-classification", model="{name}")  # local directory or Hub repo id',
+           'print(classifier("I loved every minute of it."))', "```", ""]),
         "```bash", f'llmclf predict --model {name} "I loved every minute of it."', "```", "",
+        "To train it again: `llmclf train --config llmclf_config.yaml` (the settings below, saved with the model).",
+        "",
         *_data_section(data_info, labels),
         "## Training recipe", "",
         table(["Setting", "Value"], [[k, fmt_config(v)] for k, v in flatten_config(config)]), "",
