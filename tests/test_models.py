@@ -159,3 +159,12 @@ def test_real_backbone_learns_and_reloads_with_identical_logits(tmp_path):
         after = reloaded(**tok(texts, padding=True, return_tensors="pt")).logits
     assert torch.allclose(before, after, atol=1e-4)
     assert not np.isnan(after.numpy()).any()
+
+
+def test_a_build_without_the_shipped_model_says_so(tmp_path, monkeypatch):
+    import importlib.resources
+
+    monkeypatch.setattr(importlib.resources, "files", lambda package: tmp_path)
+    with pytest.raises(UserError, match="this llmclf build does not bundle the shipped model yet; pass --model DIR"):
+        models.shipped_model_dir("imdb-sentiment")
+    assert not models.shipped_model_available("imdb-sentiment")
