@@ -100,3 +100,12 @@ def test_reports_pair_each_prediction_with_its_own_text_when_batches_are_grouped
     validation = json.loads((out / "metrics.json").read_text())["validation"]
     last_epoch = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()][-1]
     assert validation["roc_auc"] == pytest.approx(last_epoch["eval_roc_auc"], abs=1e-6)
+
+
+def test_bf16_lora_run_finishes_where_auto_precision_means_fp32(tmp_path, sentiment_csv):
+    """--bf16 stores a LoRA run's backbone in bf16; the post-training checks run it as trained (with autocast)
+    even though `auto` precision means fp32 here (the tests set LLMCLF_PRECISION=fp32)."""
+    out = tmp_path / "bf16"
+    assert main(["train", "--data", str(sentiment_csv), "--text-column", "review", "--model", "tiny-random-llama",
+                 "--lora", "--bf16", "--output", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["training"]["bf16"] is True

@@ -305,7 +305,9 @@ def finish_run(stage: Path, output: Path, args: TrainArgs, model, tokenizer, spl
     in_head = scale_head(model, calibration.temperature)
     classifier = Classifier(model, tokenizer, max_length=args.max_length, batch_size=args.eval_batch_size,
                             device=str(next(model.parameters()).device), threshold=calibration.threshold,
-                            temperature=1.0 if in_head else calibration.temperature)
+                            temperature=1.0 if in_head else calibration.temperature,
+                            # as trained: a LoRA run's bf16 backbone needs autocast, whatever `auto` says here
+                            precision="bf16" if use_bf16(args) else "fp32")
     (stage / "history.jsonl").write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")
     data_info = {
         "train": args.data, "validation": args.validation_data, "test": args.test_data,
