@@ -187,6 +187,9 @@ def tiny_random_llama(id2label: dict[int, str], seed: int = 0):
     return model, tokenizer
 
 
+PRECISION_CHOICES = ("auto", "bf16", "fp32")
+
+
 def fast_bf16(device: str = "cpu") -> bool:
     """Whether bfloat16 matmuls are native on this device: CUDA, or a CPU with AMX or AVX512-BF16 (on other
     CPUs oneDNN emulates bfloat16 and it is slower than float32)."""
@@ -194,10 +197,9 @@ def fast_bf16(device: str = "cpu") -> bool:
 
     if str(device).startswith("cuda"):
         return True
-    cpu = torch.backends.cpu
     return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
                 or getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-                or cpu.get_cpu_capability() == "AVX512_BF16")
+                or torch.backends.cpu.get_cpu_capability() == "AVX512_BF16")
 
 
 def auto_bf16(device: str = "cpu") -> bool:
@@ -207,7 +209,7 @@ def auto_bf16(device: str = "cpu") -> bool:
     import os
 
     chosen = os.environ.get("LLMCLF_PRECISION", "auto").strip().lower()
-    if chosen not in ("auto", "fp32", "bf16"):
+    if chosen not in PRECISION_CHOICES:
         raise UserError(f"LLMCLF_PRECISION={chosen!r}: use fp32, bf16 or auto (or unset it).")
     return fast_bf16(device) if chosen == "auto" else chosen == "bf16"
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from llmclf.errors import UserError
 from llmclf.metrics import softmax
-from llmclf.models import SHIPPED_MODELS, auto_bf16, load_classifier, read_run_config, shipped_model_dir
+from llmclf.models import PRECISION_CHOICES, SHIPPED_MODELS, auto_bf16, load_classifier, read_run_config, shipped_model_dir
 
 TRUNCATION_CHOICES = ("head", "head_tail", "chunks")
 # The most accurate mode on IMDb validation reviews at both 256 and 512 tokens (bench/truncation.py, README).
@@ -85,9 +85,6 @@ def quantize_int8(model, device):
     linears = {name for name, module in model.named_modules()
                if isinstance(module, torch.nn.Linear) and name not in head}
     return torch.ao.quantization.quantize_dynamic(model, linears, dtype=torch.qint8)
-
-
-PRECISION_CHOICES = ("auto", "bf16", "fp32")
 
 
 class Classifier:
