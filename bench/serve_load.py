@@ -30,7 +30,7 @@ from pathlib import Path
 
 import httpx
 
-from llmclf.serve import ServerProcess
+from llmclf.testing import ServerProcess
 
 
 def demo_texts() -> list[str]:

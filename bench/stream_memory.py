@@ -65,7 +65,7 @@ def main() -> None:
         source = work / f"in-{size}.csv"
         count = write_csv(source, size)
         rss, seconds = peak_rss_mb([sys.executable, "-m", "llmclf", "predict", "--model", str(model), "--input",
-                                    str(source), "--output", str(work / f"out-{size}.csv"), "--batch-size", "256"])
+                                    str(source), "--output", str(work / f"out-{size}.csv"), "--eval-batch-size", "256"])
         rows.append({"input_mb": round(source.stat().st_size / 1e6), "rows": count, "peak_rss_mb": round(rss),
                      "seconds": round(seconds, 1)})
         print(rows[-1], flush=True)

@@ -11,6 +11,31 @@ import pytest
 # CLI and server subprocesses (they inherit the environment). The bf16 path has its own tests, which ask for it.
 os.environ["LLMCLF_PRECISION"] = "fp32"
 
+# The fast lane (`python -m pytest -m "not slow"`) leaves out what trains models, starts servers, processes or
+# browsers, or loads the real backbone; CI runs everything. These four modules are marked here rather than in
+# the files because they are mostly servers, Chromium and benchmark subprocesses, and they were being rewritten
+# when the lane was drawn (issue 12): every test in them is slow except the in-process ones named below, so a new
+# or renamed test lands in the slow lane until someone moves it here.
+SLOW_MODULES = {"test_serve.py", "test_web.py", "test_report_html.py", "test_bench.py"}
+FAST_IN_SLOW_MODULES = {
+    "test_serve.py": {"test_defaults_bind_loopback_only", "test_batcher_gathers_concurrent_requests_and_bounds_the_queue",
+                      "test_render_card_escapes_and_links_only_model_files",
+                      "test_model_file_stays_inside_the_directory",
+                      "test_a_failing_model_answers_500_and_the_app_keeps_serving",
+                      "test_api_docs_load_only_their_own_assets"},
+    "test_report_html.py": {"test_report_is_self_contained_and_escaped", "test_report_for_a_run_without_analysis",
+                            "test_model_card_gets_the_trust_sections"},
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by mark
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.path.name
+        if module in SLOW_MODULES and item.originalname not in FAST_IN_SLOW_MODULES.get(module, ()):
+            item.add_marker(pytest.mark.slow)
+
+
 KEYWORDS = {
     "world": ["election", "minister", "treaty", "embassy"],
     "sports": ["goal", "match", "coach", "league"],

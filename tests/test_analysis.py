@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_score, recall_score
 
 from conftest import SENTIMENT, keyword_rows
-from llmclf.analysis import (Part, calibration_metrics, error_analysis, lookup_ratings, snippet, split_metrics,
+from llmclf.analysis import (ScoredSplit, calibration_metrics, error_analysis, lookup_ratings, snippet, split_metrics,
                              write_analysis)
 from llmclf.calibration import Calibration, expected_calibration_error, fit_calibration, fit_temperature
 from llmclf.cli import main
@@ -49,14 +49,14 @@ def test_calibration_metrics_agree_with_sklearn():
     kept = probs.max(axis=1) >= cut
     assert m["coverage_at_98_accuracy"] == pytest.approx(kept.mean())
     assert accuracy_score(labels[kept], chosen[kept]) >= 0.98
-    full = split_metrics(Part("validation", texts, labels, logits), NAMES, calibration)
+    full = split_metrics(ScoredSplit("validation", texts, labels, logits), NAMES, calibration)
     assert full["loss"] == pytest.approx(log_loss(labels, probs)) and full["accuracy"] == accuracy_score(
         labels, probs.argmax(axis=1))
 
 
 def test_multiclass_has_no_threshold():
     texts, labels, logits = arrays(k=3)
-    m = split_metrics(Part("test", texts, labels, logits), NEWS, fit_calibration(logits, labels))
+    m = split_metrics(ScoredSplit("test", texts, labels, logits), NEWS, fit_calibration(logits, labels))
     assert m["threshold"] is None and m["at_threshold"] is None and m["threshold_objective"] is None
     assert len(m["confusion_matrix"]) == 3
 
@@ -68,7 +68,7 @@ def test_error_analysis_against_reference(k, threshold):
     ratings = [int(r) for r in np.random.default_rng(5).integers(1, 6, len(texts))]
     ratings[0] = None
     calibration = Calibration(1.3, threshold)
-    records = error_analysis(Part("test", texts, labels, logits, ratings), names, calibration)
+    records = error_analysis(ScoredSplit("test", texts, labels, logits, ratings), names, calibration)
     probs = softmax(logits / 1.3)
     chosen = (probs[:, 1] >= threshold).astype(int) if threshold else probs.argmax(axis=1)
     by_kind = {kind: [r for r in records if r["kind"] == kind]
@@ -133,7 +133,7 @@ def test_write_analysis_writes_every_file(tmp_path):
 
     texts, labels, logits = arrays()
     calibration = fit_calibration(logits[:100], labels[:100])
-    parts = [Part("validation", texts[:100], labels[:100], logits[:100]), Part("test", texts[100:], labels[100:],
+    parts = [ScoredSplit("validation", texts[:100], labels[:100], logits[:100]), ScoredSplit("test", texts[100:], labels[100:],
                                                                                logits[100:])]
     result = write_analysis(tmp_path, parts, NAMES, calibration, classifier=KeywordClassifier(),
                             run={"title": "arrays"})
@@ -182,6 +182,7 @@ def validation_texts_and_labels(out):
     return splits.validation.texts, np.array(splits.validation.labels)
 
 
+@pytest.mark.slow
 def test_train_saves_calibration_with_the_model(noisy_run):
     from transformers import pipeline
 
@@ -215,6 +216,7 @@ def test_train_saves_calibration_with_the_model(noisy_run):
     assert [a["score"] for a in answers] == pytest.approx(probs[:8].max(axis=1).tolist(), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_train_writes_errors_behaviour_report_and_card(noisy_run):
     out, _ = noisy_run
     for name in ("errors.jsonl", "behaviour.json", "report.html", "plots/reliability.png", "plots/risk_coverage.png"):
@@ -236,6 +238,7 @@ def test_train_writes_errors_behaviour_report_and_card(noisy_run):
         assert f'id="{anchor}"' in report
 
 
+@pytest.mark.slow
 def test_evaluate_uses_the_saved_calibration(noisy_run, tmp_path):
     from llmclf.predict import Classifier
 

@@ -163,8 +163,8 @@ PREDICT_CASES = [
          r"give texts as arguments or --input FILE, not both", files=TEXTS_IN),
     Case("predict-bad-truncation", ["predict", "--model", TINY, "--truncation", "tail", "a fine film"],
          r"argument --truncation: invalid choice: 'tail' \(choose from .*head_tail.*\)"),
-    Case("predict-batch-size-0", ["predict", "--model", TINY, "--batch-size", "0", "a fine film"],
-         r"argument --batch-size: must be at least 1, got 0"),
+    Case("predict-batch-size-0", ["predict", "--model", TINY, "--eval-batch-size", "0", "a fine film"],
+         r"argument --eval-batch-size/--batch-size: must be at least 1, got 0"),
     Case("predict-threshold-2", ["predict", "--model", TINY, "--threshold", "2", "a fine film"],
          r"argument --threshold: must be in \(0, 1\], got 2"),
     Case("predict-engine-ray-without-input", ["predict", "--model", TINY, "--engine", "ray", "a fine film"],
@@ -317,6 +317,7 @@ def runs(request, tmp_path_factory):
     return {cid: (futures[cid].result(), before, snapshot(cwd)) for cid, (cwd, _, before) in prepared.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", [c.param() for c in CASES])
 def test_user_mistake_is_one_line_exit_2_and_writes_nothing(case, runs):
     result, before, after = runs[case.id]
@@ -349,6 +350,7 @@ def test_docs_list_every_case_and_only_those():
     assert sorted(documented) == sorted(c.id for c in CASES)
 
 
+@pytest.mark.slow
 def test_existing_model_is_refused_with_its_files_untouched(runs):
     """The same run as the output-holds-a-model case: spelled out because losing a model is the costly mistake."""
     result, before, after = runs["output-holds-a-model"]

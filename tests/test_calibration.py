@@ -9,9 +9,10 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_score, recall_score
 
 from llmclf.calibration import (Calibration, coverage_at_accuracy, decisions, expected_calibration_error,
-                                fit_calibration, fit_temperature, nll, read_calibration, reliability_table,
+                                fit_calibration, fit_temperature, nll, reliability_table,
                                 risk_coverage, save_calibration, scale_head, threshold_candidates, threshold_counts,
                                 tune_threshold)
+from llmclf.artifacts import read_calibration
 from llmclf.cli import main
 from llmclf.errors import UserError
 from llmclf.metrics import softmax

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pandas as pd
+import pytest
 import torch
 
 import llmclf.predict as predict_module
@@ -15,6 +16,7 @@ from llmclf.cli import main
 from llmclf.models import load_backbone, load_classifier
 
 
+@pytest.mark.slow
 def test_killed_predict_run_resumes_without_rescoring(tiny_classifier_dir, tmp_path, monkeypatch):
     source, target = tmp_path / "in.csv", tmp_path / "out.csv"
     frame = pd.DataFrame({"id": range(1200), "text": [f"text number {i} " + "w " * (i % 40) for i in range(1200)]})

@@ -5,7 +5,6 @@ import pandas as pd
 import pytest
 
 from llmclf.data import LabelledTexts, encode_labels, load_labelled, make_label_maps, split_train_validation
-from llmclf.errors import UserError
 
 from helpers import user_error
 
@@ -216,15 +215,18 @@ def test_split_is_stratified():
         assert Counter(train.labels) == {"a": 13, "b": 3}
 
 
-@pytest.mark.parametrize("n, fraction", [(5, 0.9), (10, 0.9), (10, 0.85), (3, 0.5)])
-def test_split_with_a_large_fraction_never_fails_inside_sklearn(n, fraction):
+@pytest.mark.parametrize("n, fraction, sizes", [(5, 0.9, None), (10, 0.9, (1, 9)), (10, 0.85, (1, 9)),
+                                                (3, 0.5, (1, 2))])
+def test_split_with_a_large_fraction_never_fails_inside_sklearn(n, fraction, sizes):
+    """At least one example stays on each side, or a UserError says why (never sklearn's own ValueError)."""
     data = LabelledTexts([f"t{i}" for i in range(n)], [["a", "b"][i % 2] for i in range(n)], "d.csv")
-    try:
-        train, validation = split_train_validation(data, fraction)
-    except UserError as exc:
-        assert "leaves none for training" in str(exc)
-    else:
-        assert len(train) >= 1 and len(validation) >= 1 and len(train) + len(validation) == n
+    if sizes is None:
+        user_error(f"--validation-fraction {fraction} of {n} examples leaves none for training",
+                   split_train_validation, data, fraction)
+        return
+    train, validation = split_train_validation(data, fraction)
+    assert (len(train), len(validation)) == sizes
+    assert sorted(train.texts + validation.texts) == sorted(data.texts)
 
 
 def test_split_needs_two_examples():

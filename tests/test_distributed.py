@@ -17,6 +17,8 @@ import pytest
 from llmclf.cli import main
 from llmclf.predict import Classifier
 
+pytestmark = pytest.mark.slow  # torchrun processes and training runs
+
 COMMON = ["--model", "tiny-random-llama", "--epochs", "2", "--learning-rate", "3e-3", "--seed", "7"]
 
 

@@ -15,7 +15,6 @@ import random
 import signal
 import string
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -195,7 +194,7 @@ def test_score_file_scores_odd_tables_or_says_why(source, target, data, raw):
     """`llmclf predict --input`: every row scored into the output, or a UserError and nothing left behind."""
     import pandas as pd
 
-    from llmclf.predict import score_file
+    from llmclf.scoring import score_file
 
     columns, rows, text_column, _ = data
     columns = [{"label": "stars", "score": "rank"}.get(c, c) for c in columns]  # mostly reach the scoring
@@ -224,23 +223,26 @@ def test_score_file_scores_odd_tables_or_says_why(source, target, data, raw):
         assert sorted(p.name for p in Path(folder.name).iterdir()) == sorted([path.name, out.name])
 
 
-@pytest.mark.parametrize("jsonl", [
-    '{"text": "a", "id": 1}\n{"text": "b", "id": 2}\n{"text": "c", "id": "x-3"}\n',  # int64, then a string
-    '{"text": "a", "id": "x-1"}\n{"text": "b", "id": 2}\n',  # both in one chunk
-    '{"text": "a", "note": null}\n{"text": "b", "note": null}\n{"text": "c", "note": "late"}\n',  # null, then text
+@pytest.mark.parametrize("jsonl, column, values", [
+    ('{"text": "a", "id": 1}\n{"text": "b", "id": 2}\n{"text": "c", "id": "x-3"}\n', "id", ["1", "2", "x-3"]),
+    ('{"text": "a", "id": "x-1"}\n{"text": "b", "id": 2}\n', "id", ["x-1", "2"]),
+    ('{"text": "a", "note": null}\n{"text": "b", "note": null}\n{"text": "c", "note": "late"}\n', "note",
+     [None, None, "late"]),
 ], ids=["type-changes-between-chunks", "mixed-types-in-a-chunk", "null-then-strings"])
-def test_score_file_jsonl_with_varying_column_types_into_parquet(tmp_path, jsonl):
-    from llmclf.predict import score_file
+def test_score_file_jsonl_with_varying_column_types_into_parquet(tmp_path, jsonl, column, values):
+    """A column whose type changes between or within chunks is written as text, nulls kept, every row scored."""
+    import pandas as pd
+
+    from llmclf.scoring import score_file
 
     source = tmp_path / "in.jsonl"
     source.write_text(jsonl)
-    try:
-        rows = score_file(UniformClassifier(), str(source), str(tmp_path / "out.parquet"), chunk_rows=2,
-                          progress=False)
-    except UserError:
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
-    else:
-        assert rows == jsonl.count("\n")
+    rows = score_file(UniformClassifier(), str(source), str(tmp_path / "out.parquet"), chunk_rows=2, progress=False)
+    assert rows == jsonl.count("\n") == len(values)
+    scored = pd.read_parquet(tmp_path / "out.parquet")
+    assert list(scored.columns) == ["text", column, "label", "score", "prob_neg", "prob_pos"]
+    assert [None if pd.isna(v) else v for v in scored[column]] == values
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.parquet"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -353,7 +355,7 @@ OTHER = ["/", "/docs", "/v1/model/card", "/v1/model/files/config.json", "/v1/mod
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
 CONTENT_TYPES = ["application/json", "text/csv", "text/plain", "application/octet-stream",
                  "application/json; charset=utf-16", "multipart/form-data", None]
-REQUESTS, TIME_BUDGET_S = 300, 60.0
+REQUESTS = 300  # a fixed number, not a time budget: a busy machine takes longer, it does not test less
 
 
 def random_body(rng: random.Random) -> bytes:
@@ -397,21 +399,19 @@ def random_request(rng: random.Random) -> dict:
 
 @pytest.fixture(scope="module")
 def live_server(tiny_classifier_dir):
-    from llmclf.serve import ServerProcess
+    from llmclf.testing import ServerProcess
 
     server = ServerProcess(tiny_classifier_dir, **LIMITS).start()
     yield server
     assert server.stop() in (0, -signal.SIGTERM), server.log()[-3000:]
 
 
+@pytest.mark.slow
 def test_live_server_survives_a_bounded_fuzz_run(live_server):
     rng = random.Random(7)
-    deadline = time.monotonic() + TIME_BUDGET_S
-    answered, statuses = 0, Counter()
+    answered, closed, statuses = 0, 0, Counter()
     with httpx.Client(base_url=live_server.url, timeout=30, follow_redirects=True) as client:  # /v1/predict/: 307
         for i in range(REQUESTS):
-            if time.monotonic() > deadline:
-                break
             request = random_request(rng)
             try:
                 response = client.request(**request)
@@ -419,6 +419,7 @@ def test_live_server_survives_a_bounded_fuzz_run(live_server):
                 # An over-limit body is refused with 413 and Connection: close before the rest is read; the
                 # client may see the close first. That answer is what /health below and the next requests check.
                 assert request["content"] and len(request["content"]) > LIMITS["max_body_bytes"], request["url"]
+                closed += 1
                 continue
             answered += 1
             statuses[response.status_code] += 1
@@ -439,7 +440,8 @@ def test_live_server_survives_a_bounded_fuzz_run(live_server):
             reply = raw_exchange(live_server.port, garbage)
             assert reply == b"" or reply.startswith((b"HTTP/1.1 2", b"HTTP/1.1 4")), reply[:200]
         health = client.get("/health")
-    assert answered >= REQUESTS // 2, f"only {answered} of {REQUESTS} requests answered in {TIME_BUDGET_S:.0f} s"
+    # every request got an answer or, for an over-limit body, a closed connection (the loop fails otherwise)
+    assert answered >= REQUESTS // 2, f"only {answered} of {REQUESTS} requests answered; {closed} closed"
     assert statuses[200] >= 10 and health.json()["batches"] > 0, statuses  # some requests did classify
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert live_server.process.poll() is None, live_server.log()[-3000:]

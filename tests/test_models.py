@@ -1,6 +1,5 @@
 """Backbone resolution, pad token and pooling, GGUF cache, LoRA, save/load of classifier directories."""
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -47,11 +46,18 @@ def test_unknown_alias_lists_the_known_ones():
         resolve_backbone("missing/file.gguf")
 
 
-def test_hub_ids_resolve_without_asking_a_hub():
-    start = time.perf_counter()
+def test_hub_ids_resolve_without_asking_a_hub(monkeypatch):
+    """Resolution itself never touches the network (how long it takes: bench/load_time.py)."""
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"resolve_backbone opened a connection: {args}")
+
+    for name in ("getaddrinfo", "create_connection"):
+        monkeypatch.setattr(socket, name, no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
     assert resolve_backbone("llama-3.2-1b") == "meta-llama/Llama-3.2-1B"
     assert resolve_backbone("someone/some-model") == "someone/some-model"
-    assert time.perf_counter() - start < 1.0  # resolution itself never touches the network
 
 
 def test_directory_without_config_is_refused(tmp_path):
@@ -59,6 +65,7 @@ def test_directory_without_config_is_refused(tmp_path):
         resolve_backbone(str(tmp_path))
 
 
+@pytest.mark.slow
 @needs_gguf
 def test_default_alias_resolves_to_the_local_gguf_copy():
     assert "smollm2-135m" in ALIASES
@@ -66,6 +73,40 @@ def test_default_alias_resolves_to_the_local_gguf_copy():
     assert source.is_dir() and SMOLLM2_GGUF_MD5[:12] in source.name
     config = (source / "config.json").read_text()
     assert "quantization_config" not in config and '"llama"' in config
+
+
+def test_a_gguf_file_is_dequantized_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    """What makes a second load of a GGUF backbone cheap: the first writes a Hugging Face directory under
+    $LLMCLF_CACHE (through a temporary directory), later ones return it without reading the GGUF again."""
+    import transformers
+    from types import SimpleNamespace
+
+    calls = []
+
+    class Fake:
+        def __init__(self, kind):
+            self.kind, self.config = kind, SimpleNamespace(quantization_config={"gguf": True})
+
+        @classmethod
+        def from_pretrained(cls, path, gguf_file):
+            calls.append((cls.__name__, path, gguf_file))
+            return cls(cls.__name__)
+
+        def save_pretrained(self, directory):
+            name = "tokenizer_config.json" if self.kind == "FakeTokenizer" else "config.json"
+            (Path(directory) / name).write_text("{}")
+
+    monkeypatch.setattr(transformers, "AutoTokenizer", type("FakeTokenizer", (Fake,), {}))
+    monkeypatch.setattr(transformers, "AutoModelForCausalLM", type("FakeModel", (Fake,), {}))
+    monkeypatch.setenv("LLMCLF_CACHE", str(tmp_path / "cache"))
+    gguf = tmp_path / "weights.gguf"
+    gguf.write_bytes(b"not read by the fakes")
+    first = Path(resolve_backbone(str(gguf)))
+    assert calls == [("FakeTokenizer", str(tmp_path), "weights.gguf"), ("FakeModel", str(tmp_path), "weights.gguf")]
+    assert first.parent == tmp_path / "cache" / "gguf" and first.name.startswith("weights-")
+    assert sorted(p.name for p in first.iterdir()) == ["config.json", "tokenizer_config.json"]
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary directory left
+    assert Path(resolve_backbone(str(gguf))) == first and len(calls) == 2  # the cache, not the GGUF file
 
 
 def test_gguf_md5_mismatch_is_a_clear_error(tmp_path, monkeypatch):
@@ -131,11 +172,21 @@ def test_load_classifier_refuses_pickle_only_weights(tmp_path):
 @pytest.mark.slow
 def test_real_backbone_learns_and_reloads_with_identical_logits(tmp_path):
     """A few steps of full fine-tuning on the real SmolLM2-135M: the loss goes down, the saved model reloads
-    with the same logits, and the dequantized backbone's cache makes the second load fast."""
-    resolve_backbone("smollm2-135m")  # builds the cache on a fresh machine (~15 s), else finds it
-    start = time.perf_counter()
-    model, tokenizer = load_backbone("smollm2-135m", ID2LABEL)
-    assert time.perf_counter() - start < 10, "the dequantized GGUF backbone should come from the cache"
+    with the same logits, and the second load reads the dequantized backbone from the cache instead of the GGUF
+    file (how long each takes: bench/load_time.py)."""
+    from transformers import AutoModelForCausalLM
+
+    cached = Path(resolve_backbone("smollm2-135m"))  # builds the cache on a fresh machine (~15 s), else finds it
+    weights = {p: p.stat().st_mtime_ns for p in cached.iterdir()}
+
+    def no_dequantizing(*args, **kwargs):
+        raise AssertionError("the GGUF file was dequantized again: the cached backbone should be read")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AutoModelForCausalLM, "from_pretrained", no_dequantizing)
+        model, tokenizer = load_backbone("smollm2-135m", ID2LABEL)
+    assert Path(model.config.name_or_path) == cached
+    assert {p: p.stat().st_mtime_ns for p in cached.iterdir()} == weights, "the cache entry was rewritten"
     texts = ["I loved this film, wonderful acting.", "Dreadful, boring and far too long.",
              "A delight from start to finish.", "I want my money back, awful."]
     labels = torch.tensor([1, 0, 1, 0])
@@ -165,6 +216,8 @@ def test_a_build_without_the_shipped_model_says_so(tmp_path, monkeypatch):
     import importlib.resources
 
     monkeypatch.setattr(importlib.resources, "files", lambda package: tmp_path)
+    from llmclf import artifacts
+
     with pytest.raises(UserError, match="this llmclf build does not bundle the shipped model yet; pass --model DIR"):
-        models.shipped_model_dir("imdb-sentiment")
-    assert not models.shipped_model_available("imdb-sentiment")
+        artifacts.shipped_model_dir("imdb-sentiment")
+    assert not artifacts.shipped_model_available("imdb-sentiment")

@@ -48,6 +48,7 @@ def test_packed_logits_and_loss_equal_one_text_at_a_time(lora):
     assert torch.allclose(torch.nn.functional.cross_entropy(packed, batch["labels"]), padded_loss, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_training_with_packing_ends_where_padded_training_ends(tmp_path, sentiment_csv):
     """Same data order, same gradients up to float error: the trained weights and metrics agree."""
     runs = {}

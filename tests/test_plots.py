@@ -46,12 +46,47 @@ def test_write_plots_without_history_writes_two(tmp_path):
         assert sorted(p.name for p in (tmp_path / str(history) / "plots").iterdir()) == sorted(p.name for p in paths)
 
 
-def test_roc_skips_absent_class_and_single_class(tmp_path):
+@pytest.fixture
+def figures(monkeypatch):
+    """The figures the plot functions draw, kept for inspection after they are written and closed."""
+    import llmclf.plots
+
+    drawn = []
+    save = llmclf.plots._save
+    monkeypatch.setattr(llmclf.plots, "_save", lambda fig, path: drawn.append(fig) or save(fig, path))
+    return drawn
+
+
+def curve_labels(fig) -> list[str]:
+    (ax,) = [a for a in fig.axes if a.get_label() != "<colorbar>"]
+    return [line.get_label() for line in ax.lines]
+
+
+def test_roc_skips_absent_class_and_single_class(tmp_path, figures):
     labels, probs, m = case(4)
     keep = labels != 2
     assert_png(plot_roc(labels[keep], probs[keep], m["label_names"], tmp_path / "roc4.png"))
+    # one curve per class present (neutral, id 2, is absent), then the chance diagonal
+    assert [name.split(" (AUC")[0] for name in curve_labels(figures[-1])] == ["negative", "positive",
+                                                                              "a rather long label", "Chance"]
     assert_png(plot_roc(np.zeros(4, int), probs[:4, :2] / probs[:4, :2].sum(1, keepdims=True), ["a", "b"],
                         tmp_path / "roc1.png"))
+    assert curve_labels(figures[-1]) == ["Chance"]
+    assert [t.get_text() for t in figures[-1].axes[0].texts] == ["undefined: labels hold one class"]
+
+
+def test_confusion_matrix_keeps_an_absent_class(tmp_path, figures):
+    labels, probs, _ = case(4)
+    keep = labels != 2
+    m = compute_metrics(labels[keep], probs[keep], {i: n for i, n in enumerate(case(4)[2]["label_names"])})
+    assert_png(plot_confusion_matrix(m["confusion_matrix"], m["label_names"], tmp_path / "cm.png"))
+    ax = figures[-1].axes[0]
+    names = ["negative", "positive", "neutral", "a rather long label"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == names and [t.get_text() for t in ax.get_yticklabels()] == names
+    counts = np.array(m["confusion_matrix"])
+    assert counts.shape == (4, 4) and not counts[2].any() and counts.sum() == keep.sum()
+    assert np.array_equal(ax.images[0].get_array(), counts)  # the drawn cells are the counts, row 2 all zero
+    assert [t.get_text() for t in ax.texts] == [str(n) for n in counts.ravel()]
 
 
 def test_single_plots(tmp_path):

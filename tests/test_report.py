@@ -94,3 +94,23 @@ def test_plot_paths_from_write_plots_become_relative(tmp_path, monkeypatch):
                      plots=["run/plots/roc.png", str(tmp_path / "run" / "plots" / "loss.png")])
     _, body = read_card(tmp_path / "run" / "README.md")
     assert "](plots/roc.png)" in body and "](plots/loss.png)" in body
+
+
+def test_card_names_the_hub_model_and_the_dataset_not_local_aliases(tmp_path):
+    config = {**CONFIG, "model": "smollm2-135m"}
+    data = {**DATA, "train": "../shared/data/imdb/train.parquet"}
+    header, body = read_card(write_model_card(tmp_path, config=config, metrics=metrics(1), history=[], data_info=data,
+                                              plots=[]))
+    assert header["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and header["datasets"] == ["imdb"]
+    (result,) = header["model-index"][0]["results"]
+    assert result["dataset"] == {"name": "IMDb (Maas et al., 2011)", "type": "imdb"}
+    assert "fine-tuned from `HuggingFaceTB/SmolLM2-135M-Instruct` (llmclf alias `smollm2-135m`)" in body
+    assert "| train | IMDb (Maas et al., 2011), read from ../shared/data/imdb/train.parquet | 800 |" in body
+    assert "| validation | held out from IMDb (Maas et al., 2011) | 200 |" in body
+    assert "- Trained on IMDb (Maas et al., 2011) only;" in body
+    assert "| model | smollm2-135m |" in body  # the recipe table stays the saved settings, a valid --config
+    for local in ("reviews.csv", "my/data/train.parquet"):  # a file of one's own keeps its name, no `datasets:`
+        header, _ = read_card(write_model_card(tmp_path / "own", config=CONFIG, metrics=metrics(1), history=[],
+                                               data_info={**DATA, "train": local}, plots=[]))
+        assert "datasets" not in header and header["base_model"] == CONFIG["model"]
+        assert header["model-index"][0]["results"][0]["dataset"] == {"name": local, "type": local}

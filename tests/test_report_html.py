@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmclf.analysis import Part, write_analysis
+from llmclf.analysis import ScoredSplit, write_analysis
 from llmclf.calibration import fit_calibration
 from llmclf.cli import main
-from llmclf.report import write_model_card, write_report_html
+from llmclf.report import write_model_card
+from llmclf.report_html import write_report_html
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -42,8 +43,8 @@ def analysed_run(out: Path):
     wrong = int(np.flatnonzero(logits.argmax(axis=1) != labels)[0])
     texts[wrong] = HOSTILE
     logits[wrong] = [-9.0, 9.0] if labels[wrong] == 0 else [9.0, -9.0]  # the surest mistake: first in the table
-    parts = [Part("validation", texts[:60], labels[:60], logits[:60]),
-             Part("test", texts[60:], labels[60:], logits[60:], ratings=[1 + i % 10 for i in range(100)])]
+    parts = [ScoredSplit("validation", texts[:60], labels[:60], logits[:60]),
+             ScoredSplit("test", texts[60:], labels[60:], logits[60:], ratings=[1 + i % 10 for i in range(100)])]
     if wrong < 60:
         parts[1].texts[0], parts[1].logits[0], parts[1].labels[0] = texts[wrong], logits[wrong], labels[wrong]
     out.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'llmclf[ray]'")
+pytestmark = pytest.mark.slow  # a local Ray cluster for the whole module
 
 from llmclf.cli import main  # noqa: E402
 from llmclf.errors import UserError  # noqa: E402

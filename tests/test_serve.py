@@ -22,8 +22,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmclf.models import shipped_model_available, smollm2_gguf_path
-from llmclf.serve import Batcher, QueueFull, ServeArgs, ServerProcess, model_file, render_card
+from llmclf.artifacts import shipped_model_available
+from llmclf.models import smollm2_gguf_path
+from llmclf.report_html import render_card
+from llmclf.serve import ServeArgs
+from llmclf.serve.batching import Batcher, QueueFull
+from llmclf.serve.routes import model_file
+from llmclf.testing import ServerProcess
 
 LIMITS = {"max_texts_per_request": 32, "max_chars_per_text": 2000, "max_body_bytes": 65536, "max_csv_rows": 50}
 TEXTS = [f"{a} {b} film, said the {c} critic" for a in ("a wonderful", "an awful", "a boring", "a superb")
@@ -467,6 +472,37 @@ def test_a_failing_model_answers_500_and_the_app_keeps_serving():
         assert http.get("/v1/stats").json()["failed_batches"] == 1
         assert http.get("/v1/model").json()["card"] is None
         assert http.get("/v1/model/card").status_code == 404
+
+
+def test_api_docs_load_only_their_own_assets():
+    """/docs and /redoc reference scripts, styles and icons of this server only (so they work offline), and
+    each answers with its content type. tests/test_web.py renders /docs in Chromium."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from llmclf.serve import create_app
+
+    class Labels:
+        labels, max_length, truncation, temperature = ["neg", "pos"], 64, "head", 1.0
+        threshold = min_confidence = None
+
+    kinds = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
+    with TestClient(create_app(Labels(), ServeArgs(), model_name="docs")) as http:
+        for page, count in (("/docs", 3), ("/redoc", 2)):
+            answer = http.get(page)
+            assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/html")
+            urls = re.findall(r'(?:src|href)="([^"]+)"', answer.text) + re.findall(r"url: '([^']+)'", answer.text)
+            assets = [u for u in urls if u.startswith("/docs/assets/")]
+            assert len(assets) == count and set(urls) - set(assets) <= {"/openapi.json"}, urls
+            assert "http" not in answer.text.replace("window.location.origin", ""), answer.text
+            for url in assets:
+                asset = http.get(url)
+                assert asset.status_code == 200, url
+                assert asset.headers["content-type"].startswith(kinds[url[url.rindex("."):]]), (url, asset.headers)
+                assert len(asset.content) > (100_000 if url.endswith(".js") else 1000), url
+        assert http.get("/docs/assets/../../etc/passwd").status_code == 404
+        assert http.get("/docs/oauth2-redirect").status_code == 200
 
 
 @pytest.mark.skipif(smollm2_gguf_path() is None or not shipped_model_available("imdb-sentiment"),

@@ -11,7 +11,9 @@ import pytest
 
 from llmclf.cli import main
 from llmclf.errors import UserError
-from llmclf.train import check_output, history_rows, staging_dir
+from llmclf.artifacts import staging_path as staging_dir
+from llmclf.train import check_output
+from llmclf.trainer import history_rows
 
 TINY = ["--model", "tiny-random-llama", "--epochs", "3", "--learning-rate", "3e-3", "--batch-size", "8"]
 
@@ -43,6 +45,7 @@ def test_check_output_rules(tmp_path):
     check_output(out, overwrite=False, resume=True)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path, news_jsonl):
     """Kill a run with SIGKILL once its first epoch checkpoint exists; --resume finishes it, and the final
     metrics equal those of an uninterrupted run with the same seed (tolerance 1e-4 on the loss)."""
@@ -88,6 +91,7 @@ def test_padding_to_a_multiple_gives_the_same_logits_and_loss():
     assert torch.allclose(a.logits, b.logits, atol=1e-5) and torch.allclose(a.loss, b.loss, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags", [["--group-by-length"], ["--group-by-length", "--packing"]])
 def test_reports_pair_each_prediction_with_its_own_text_when_batches_are_grouped_by_length(tmp_path, sentiment_csv,
                                                                                           flags):
@@ -102,6 +106,7 @@ def test_reports_pair_each_prediction_with_its_own_text_when_batches_are_grouped
     assert validation["roc_auc"] == pytest.approx(last_epoch["eval_roc_auc"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_bf16_lora_run_finishes_where_auto_precision_means_fp32(tmp_path, sentiment_csv):
     """--bf16 stores a LoRA run's backbone in bf16; the post-training checks run it as trained (with autocast)
     even though `auto` precision means fp32 here (the tests set LLMCLF_PRECISION=fp32)."""

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmclf.serve import ServerProcess
+from llmclf.testing import ServerProcess
 
 CHROMIUM = os.environ.get("LLMCLF_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -163,3 +163,28 @@ def test_open_the_model_card_with_its_plots(page, model_dir):
     assert f"{accuracy:.4f}" in page.inner_text("#metrics")
     page.click("#open-card")
     assert page.is_hidden("#card-body")
+
+
+def test_api_docs_render_offline(browser, server):
+    """/docs is Swagger UI from this server's own copy of its assets: it renders every operation, and not one
+    request leaves loopback (a CDN would leave the page blank on a machine without internet access)."""
+    from urllib.parse import urlsplit
+
+    page = browser.new_page()
+    requests, errors = [], []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    try:
+        page.goto(server.url + "/docs")
+        predict = page.locator('.opblock-summary-path[data-path="/v1/predict"]')
+        predict.wait_for(state="visible", timeout=30_000)
+        paths = set(page.locator(".opblock-summary-path").evaluate_all("els => els.map(e => e.dataset.path)"))
+        assert {"/classify", "/v1/predict", "/v1/score-csv", "/health", "/v1/model"} <= paths
+        assert page.title() == "llmclf - Swagger UI"
+    finally:
+        page.close()
+    assert errors == []
+    hosts = {urlsplit(url).netloc for url in requests if not url.startswith(("data:", "blob:"))}
+    assert hosts == {urlsplit(server.url).netloc}, requests
+    assert server.url + "/docs/assets/swagger-ui-bundle.js" in requests and server.url + "/openapi.json" in requests

@@ -1,7 +1,7 @@
 """Everything a run reports beyond the plain metrics: calibration numbers, the decision threshold, abstention,
 error analysis and behaviour checks, written beside the model by one entry point, `write_analysis`.
 
->>> part = Part("validation", texts, labels, logits)                                     # doctest: +SKIP
+>>> part = ScoredSplit("validation", texts, labels, logits)                                     # doctest: +SKIP
 >>> calibration = fit_calibration(part.logits, part.labels, "f1")                        # doctest: +SKIP
 >>> result = write_analysis("runs/x", [part], {0: "neg", 1: "pos"}, calibration)         # doctest: +SKIP
 >>> result.metrics["validation"]["ece_calibrated"]                                       # doctest: +SKIP
@@ -46,9 +46,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-from llmclf import metrics as M
+from llmclf.metrics import compute_metrics, cross_entropy, softmax
+from llmclf.artifacts import read_calibration
 from llmclf.calibration import (COVERAGE_TARGETS, Calibration, coverage_at_accuracy, decisions,
-                                expected_calibration_error, read_calibration)
+                                expected_calibration_error)
 
 TOP_MISTAKES = 20
 SNIPPET_CHARS = 300
@@ -58,7 +59,7 @@ RATING_COLUMNS = ("rating", "stars", "star_rating")
 
 
 @dataclass
-class Part:
+class ScoredSplit:
     """One split's texts, label ids and the model's logits before any temperature (n, num_labels)."""
 
     name: str
@@ -91,12 +92,12 @@ class Analysis:
 def calibration_metrics(labels, logits, calibration: Calibration) -> dict:
     """The calibration, threshold and abstention numbers of one split (keys in the module docstring)."""
     labels = np.asarray(labels).reshape(-1)
-    raw = M.softmax(logits)
-    probs = M.softmax(np.asarray(logits, dtype=np.float64) / calibration.temperature)
+    raw = softmax(logits)
+    probs = softmax(np.asarray(logits, dtype=np.float64) / calibration.temperature)
     chosen = decisions(probs, calibration.threshold)
     out = {
         "temperature": calibration.temperature,
-        "loss_uncalibrated": M.cross_entropy(labels, raw),
+        "loss_uncalibrated": cross_entropy(labels, raw),
         "ece": expected_calibration_error(labels, raw),
         "ece_calibrated": expected_calibration_error(labels, probs),
         "threshold": calibration.threshold,
@@ -119,9 +120,9 @@ def calibration_metrics(labels, logits, calibration: Calibration) -> dict:
     return out
 
 
-def split_metrics(part: Part, id2label: dict[int, str], calibration: Calibration) -> dict:
-    probs = M.softmax(part.logits / calibration.temperature)
-    return M.compute_metrics(part.labels, probs, id2label) | calibration_metrics(part.labels, part.logits, calibration)
+def split_metrics(part: ScoredSplit, id2label: dict[int, str], calibration: Calibration) -> dict:
+    probs = softmax(part.logits / calibration.temperature)
+    return compute_metrics(part.labels, probs, id2label) | calibration_metrics(part.labels, part.logits, calibration)
 
 
 # --- error analysis ----------------------------------------------------------------------------------------
@@ -140,7 +141,7 @@ def word_counts(texts: list[str]) -> np.ndarray:
     return np.array([len(str(t).split()) for t in texts], dtype=np.int64)
 
 
-def most_confident_mistakes(part: Part, id2label, probs, chosen, top: int = TOP_MISTAKES) -> list[dict]:
+def most_confident_mistakes(part: ScoredSplit, id2label, probs, chosen, top: int = TOP_MISTAKES) -> list[dict]:
     """The wrong decisions the model was surest of, surest first."""
     wrong = np.flatnonzero(chosen != part.labels)
     confidence = probs[wrong, chosen[wrong]]
@@ -161,7 +162,7 @@ def _slice(labels, chosen, confidence, mask) -> dict:
             "errors": int((y != p).sum()), "mean_confidence": float(confidence[mask].mean())}
 
 
-def length_buckets(part: Part, chosen, confidence, buckets: int = LENGTH_BUCKETS) -> list[dict]:
+def length_buckets(part: ScoredSplit, chosen, confidence, buckets: int = LENGTH_BUCKETS) -> list[dict]:
     """Metrics by text length in words, in up to `buckets` groups cut at the length quantiles."""
     words = word_counts(part.texts)
     cuts = np.unique(np.ceil(np.quantile(words, np.arange(1, buckets) / buckets)).astype(np.int64))
@@ -176,7 +177,7 @@ def length_buckets(part: Part, chosen, confidence, buckets: int = LENGTH_BUCKETS
     return rows
 
 
-def rating_slices(part: Part, chosen, confidence) -> list[dict]:
+def rating_slices(part: ScoredSplit, chosen, confidence) -> list[dict]:
     """Metrics by star rating, for data with a rating column; [] without one."""
     if not part.ratings:
         return []
@@ -186,7 +187,7 @@ def rating_slices(part: Part, chosen, confidence) -> list[dict]:
              **_slice(part.labels, chosen, confidence, ratings == r)} for r in known]
 
 
-def confused_pairs(part: Part, id2label, chosen, top: int = TOP_PAIRS) -> list[dict]:
+def confused_pairs(part: ScoredSplit, id2label, chosen, top: int = TOP_PAIRS) -> list[dict]:
     """(true label, decided label) pairs by how often the model confused them, most often first."""
     k = len(id2label)
     counts = np.zeros((k, k), dtype=np.int64)
@@ -198,10 +199,10 @@ def confused_pairs(part: Part, id2label, chosen, top: int = TOP_PAIRS) -> list[d
              "count": n, "share_of_label": n / int(support[i])} for n, i, j in pairs[:top]]
 
 
-def error_analysis(part: Part, id2label: dict[int, str], calibration: Calibration) -> list[dict]:
+def error_analysis(part: ScoredSplit, id2label: dict[int, str], calibration: Calibration) -> list[dict]:
     """The errors.jsonl records of one split, each tagged with its `kind`: the most confident mistakes, metrics
     by length bucket and by star rating, and the most-confused label pairs."""
-    probs = M.softmax(part.logits / calibration.temperature)
+    probs = softmax(part.logits / calibration.temperature)
     chosen = decisions(probs, calibration.threshold)
     confidence = probs.max(axis=1)
     return (most_confident_mistakes(part, id2label, probs, chosen) + length_buckets(part, chosen, confidence)
@@ -283,18 +284,13 @@ def model_logits(classifier, texts: list[str], model_dir: str | None = None) -> 
     uncalibrated ones, so evaluation can report ECE before and after. With truncation `chunks` a text's logits
     are the log of its windows' mean probabilities, as `Classifier.predict_proba` averages them.
     """
-    from llmclf.models import SHIPPED_MODELS, shipped_model_dir
-
-    record = {}
-    if model_dir is not None:
-        directory = shipped_model_dir(model_dir) if model_dir in SHIPPED_MODELS else Path(model_dir).expanduser()
-        record = read_calibration(directory)
+    record = read_calibration(model_dir) if model_dir is not None else {}
     logits, owner = classifier.window_logits(texts)
     in_head = float(record.get("fitted_temperature", 1.0)) if record.get("temperature_in_head") else 1.0
     logits = np.asarray(logits, dtype=np.float64) * in_head
     if not np.array_equal(owner, np.arange(len(texts))):  # several windows per text
         mean = np.zeros((len(texts), logits.shape[1]))
-        np.add.at(mean, owner, M.softmax(logits))
+        np.add.at(mean, owner, softmax(logits))
         logits = np.log(mean / np.bincount(owner, minlength=len(texts))[:, None])
     calibration = Calibration(temperature=in_head * classifier.temperature, threshold=classifier.threshold,
                               threshold_objective=record.get("threshold_objective") or "accuracy",
@@ -304,7 +300,7 @@ def model_logits(classifier, texts: list[str], model_dir: str | None = None) -> 
 
 # --- the entry point ---------------------------------------------------------------------------------------
 
-def write_analysis(out_dir, parts: list[Part], id2label: dict[int, str], calibration: Calibration, *,
+def write_analysis(out_dir, parts: list[ScoredSplit], id2label: dict[int, str], calibration: Calibration, *,
                    classifier=None, history: list[dict] | None = None, figure_dir=None, run: dict | None = None
                    ) -> Analysis:
     """Compute every split's metrics and write, into `out_dir`: the standard plots and the reliability and
@@ -315,7 +311,7 @@ def write_analysis(out_dir, parts: list[Part], id2label: dict[int, str], calibra
     """
     from llmclf.behaviour import run_checks, sentiment_labels
     from llmclf.plots import plot_reliability, plot_risk_coverage, write_plots
-    from llmclf.report import write_report_html
+    from llmclf.report_html import write_report_html
 
     out_dir, run = Path(out_dir), dict(run or {})
     id2label = {int(i): str(name) for i, name in id2label.items()}
@@ -329,8 +325,8 @@ def write_analysis(out_dir, parts: list[Part], id2label: dict[int, str], calibra
         behaviour = run_checks(classifier)
         (out_dir / "behaviour.json").write_text(json.dumps(behaviour, indent=2), encoding="utf-8")
 
-    raw = M.softmax(part.logits)
-    probs = M.softmax(part.logits / calibration.temperature)
+    raw = softmax(part.logits)
+    probs = softmax(part.logits / calibration.temperature)
     plots = write_plots(out_dir, metrics[part.name], part.labels, probs, history)
     with tempfile.TemporaryDirectory() as scratch:
         figures = Path(scratch) if figure_dir is False else Path(figure_dir or out_dir / "plots")

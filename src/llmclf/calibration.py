@@ -25,19 +25,18 @@ absent). Only when the head is not one linear layer does the record say "tempera
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from llmclf.artifacts import write_calibration
 from llmclf.metrics import softmax
 
 N_BINS = 15
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 THRESHOLD_OBJECTIVES = ("accuracy", "f1", "precision")
 COVERAGE_TARGETS = (0.99, 0.98)
-CALIBRATION_FILE = "calibration.json"
 
 
 # --- calibration error -------------------------------------------------------------------------------------
@@ -273,13 +272,10 @@ def scale_head(model, temperature: float) -> bool:
     """
     import torch
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    num_labels = base.config.num_labels
-    head = getattr(base, "score", None) or getattr(base, "classifier", None)
-    if head is None:
-        return False
-    linears = [m for m in head.modules() if isinstance(m, torch.nn.Linear)]
-    if not linears or any(m.out_features != num_labels for m in linears):
+    from llmclf.heads import head_linears
+
+    linears = head_linears(model)
+    if not linears:
         return False
     with torch.no_grad():
         for layer in linears:  # PEFT keeps the original head and its trained copy: scaling both is harmless
@@ -290,28 +286,5 @@ def scale_head(model, temperature: float) -> bool:
 
 
 def save_calibration(model_dir, calibration: Calibration, temperature_in_head: bool) -> Path:
-    """Record the calibration in `config.json` under "llmclf" (a full model), else in `calibration.json`
-    (a LoRA adapter directory, which has no config.json of its own). Returns the file written."""
-    model_dir = Path(model_dir)
-    record = calibration.to_record(temperature_in_head)
-    config = model_dir / "config.json"
-    if config.is_file():
-        values = json.loads(config.read_text(encoding="utf-8"))
-        values["llmclf"] = record
-        config.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        return config
-    path = model_dir / CALIBRATION_FILE
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return path
-
-
-def read_calibration(model_dir) -> dict:
-    """The saved record (see the module docstring), or {} for a model saved without one."""
-    model_dir = Path(model_dir)
-    config = model_dir / "config.json"
-    if config.is_file():
-        record = json.loads(config.read_text(encoding="utf-8")).get("llmclf")
-        if record:
-            return dict(record)
-    path = model_dir / CALIBRATION_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    """Save the fitted calibration with the model (see the module docstring); returns the file written."""
+    return write_calibration(model_dir, calibration.to_record(temperature_in_head))

@@ -17,8 +17,9 @@ from dataclasses import fields
 
 from llmclf.config import TrainArgs, field_docs, flag, recipe_names
 from llmclf.errors import UserError
-from llmclf.models import DEFAULT_CLASSIFIER
-from llmclf.predict import DEFAULT_TRUNCATION, PRECISION_CHOICES, TRUNCATION_CHOICES
+from llmclf.artifacts import DEFAULT_CLASSIFIER
+from llmclf.precision import PRECISION_CHOICES
+from llmclf.predict import DEFAULT_TRUNCATION, TRUNCATION_CHOICES
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -26,6 +27,19 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+class DeprecatedAlias(argparse.Action):
+    """Stores the value; when given by its `deprecated` spelling, says so on stderr (one line, not an error)."""
+
+    def __init__(self, option_strings, dest, deprecated: str, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.deprecated = deprecated
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string == self.deprecated:
+            print(f"llmclf: note: {self.deprecated} is deprecated here; use {self.option_strings[0]}.", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +63,9 @@ def cmd_train(ns: argparse.Namespace) -> int:
     from llmclf.train import train
 
     overrides = {f.name: getattr(ns, f.name) for f in fields(TrainArgs)}
+    if ns.bf16 is not None:
+        print(f"llmclf: note: --{'' if ns.bf16 else 'no-'}bf16 is deprecated; use --precision "
+              f"{'bf16' if ns.bf16 else 'fp32'}.", file=sys.stderr)
     recipe = ns.recipe if ns.recipe or ns.config else "default"
     args = resolve_train_args(recipe=recipe, config=ns.config, overrides=overrides)
     output = train(args, overwrite=ns.overwrite, resume=ns.resume)
@@ -77,7 +94,8 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
 
 
 def cmd_predict(ns: argparse.Namespace) -> int:
-    from llmclf.predict import Classifier, score_file
+    from llmclf.predict import Classifier
+    from llmclf.scoring import score_file
 
     if ns.input and ns.texts:
         raise UserError("give texts as arguments or --input FILE, not both.")
@@ -119,6 +137,7 @@ def cmd_check(ns: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from llmclf.artifacts import write_text
     from llmclf.behaviour import run_checks
     from llmclf.predict import Classifier
 
@@ -129,7 +148,7 @@ def cmd_check(ns: argparse.Namespace) -> int:
     for check in report["checks"] + [{"name": "all", "kind": "", **report}]:
         print(f"{check['name']:<18} {check['kind']:<4} {check['passed']:>3}/{check['n']:<3} {check['pass_rate']:7.1%}")
     if ns.output:
-        Path(ns.output).write_text(json.dumps(report, indent=2), encoding="utf-8")
+        write_text(Path(ns.output), json.dumps(report, indent=2))
         print(f"cases and failures in {ns.output}", file=sys.stderr)
     return 0
 
@@ -158,7 +177,11 @@ def add_inference_flags(parser: argparse.ArgumentParser, model_default: str | No
         parser.add_argument("--model", default=model_default,
                             help=f"a directory written by llmclf train, or a shipped model (default: {model_default})")
     if batch_size:
-        parser.add_argument("--batch-size", type=positive_int, default=16)
+        # The same name as training's batch for texts scored at a time (TrainArgs.eval_batch_size); --batch-size
+        # is training's batch in `train`, so here it stays only as an old spelling.
+        parser.add_argument("--eval-batch-size", "--batch-size", dest="eval_batch_size", type=positive_int, default=16,
+                            action=DeprecatedAlias, deprecated="--batch-size",
+                            help="texts per forward pass (--batch-size: deprecated spelling)")
     parser.add_argument("--max-length", type=positive_int, default=None, help="default: the model's training max_length")
     parser.add_argument("--truncation", choices=TRUNCATION_CHOICES, default=DEFAULT_TRUNCATION,
                         help="texts longer than max_length: keep the head, head and tail, or average the "
@@ -178,8 +201,8 @@ def classifier_options(ns: argparse.Namespace) -> dict:
     """Classifier.from_pretrained keyword arguments from add_inference_flags' flags."""
     options = {"device": ns.device, "truncation": ns.truncation, "precision": ns.precision,
                "trust_remote_code": ns.trust_remote_code, "allow_pickle": ns.allow_pickle}
-    if getattr(ns, "batch_size", None):
-        options["batch_size"] = ns.batch_size
+    if getattr(ns, "eval_batch_size", None):
+        options["batch_size"] = ns.eval_batch_size
     if ns.max_length:  # else the model's own, read from its run config
         options["max_length"] = ns.max_length
     return options
@@ -312,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:
         if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
-            print("llmclf: error: out of GPU memory; pass a smaller --batch-size or --max-length.", file=sys.stderr)
+            print("llmclf: error: out of GPU memory; pass a smaller --batch-size (--eval-batch-size when scoring) or --max-length.", file=sys.stderr)
             return 2
         raise
 

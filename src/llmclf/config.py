@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 
 from llmclf.errors import UserError
+from llmclf.precision import PRECISION_CHOICES
 
 PADDING_CHOICES = ("longest", "max_length")
 REPORT_TO_CHOICES = ("none", "tensorboard", "mlflow")
@@ -98,10 +100,13 @@ class TrainArgs:
     """Share of the optimizer steps spent warming the learning rate up linearly."""
     lr_scheduler_type: str = "linear"
     """Learning-rate schedule after warm-up (a transformers scheduler name)."""
+    precision: str = "auto"
+    """Training precision: `bf16` (mixed precision; a LoRA run also keeps the frozen backbone in bfloat16),
+    `fp32`, or `auto`: bf16 on CUDA and on CPUs with native bfloat16 matrix units (AMX / AVX512-BF16), where it
+    is 2-4x faster than float32, unless the environment sets LLMCLF_PRECISION; the same choice as inference's
+    --precision (llmclf/precision.py)."""
     bf16: bool | None = None
-    """Mixed precision in bfloat16 (a LoRA run also keeps the frozen backbone in bfloat16). None: on for CUDA
-    and for CPUs with native bfloat16 matrix units (AMX / AVX512-BF16), where it is 2-4x faster than float32,
-    unless the environment sets LLMCLF_PRECISION=fp32."""
+    """Deprecated: use precision (`--bf16` is `--precision bf16`, `--no-bf16` is `--precision fp32`)."""
     seed: int = 42
     """Seed for the split, the head's initialisation and data order."""
     # --- selection and logging ---
@@ -142,6 +147,9 @@ class TrainArgs:
             raise UserError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio!r}.")
         if not 0 < self.validation_fraction < 1:
             raise UserError(f"--validation-fraction must be in (0, 1), got {self.validation_fraction!r}.")
+        self._fold_deprecated_bf16()
+        if self.precision not in PRECISION_CHOICES:
+            raise UserError(f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got {self.precision!r}.")
         if self.padding not in PADDING_CHOICES:
             raise UserError(f"--padding must be one of {', '.join(PADDING_CHOICES)}, got {self.padding!r}.")
         if self.report_to not in REPORT_TO_CHOICES:
@@ -160,6 +168,19 @@ class TrainArgs:
                             "(e.g. --threshold-objective precision --target-precision 0.95), or neither.")
         if self.early_stopping_patience is not None and self.best_metric is None:
             raise UserError("--early-stopping-patience needs --best-metric to know what to watch; pass both.")
+
+    def _fold_deprecated_bf16(self) -> None:
+        """The old `bf16` setting (saved configs and recipes still carry it) becomes `precision`, so one name
+        is saved and read; a bf16 that contradicts an explicit precision is an error."""
+        if self.bf16 is None:
+            return
+        wanted = "bf16" if self.bf16 else "fp32"
+        if self.precision not in ("auto", wanted):
+            raise UserError(f"--bf16/--no-bf16 (deprecated) contradicts --precision {self.precision}; pass "
+                            "--precision alone.")
+        warnings.warn("the bf16 setting is deprecated; use precision (bf16, fp32 or auto)", DeprecationWarning,
+                      stacklevel=3)
+        self.precision, self.bf16 = wanted, None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

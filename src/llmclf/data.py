@@ -54,30 +54,30 @@ def _read_file(path: Path, text_column: str, label_column: str, what: str) -> tu
 
     if not path.is_file():
         raise UserError(f"{what} {path}: file not found; check the path.")
-    kind = FILE_FORMATS.get(path.suffix.lower())
-    if kind is None:
+    file_format = FILE_FORMATS.get(path.suffix.lower())
+    if file_format is None:
         raise UserError(
             f"{what} {path}: unknown format {path.suffix or '(no extension)'!r}; use one of "
             f"{', '.join(sorted(FILE_FORMATS))} or an aclImdb-style folder."
         )
     try:
-        if kind == "parquet":
+        if file_format == "parquet":
             frame = pd.read_parquet(path)
         else:
             # Decode strictly ourselves: pandas would otherwise guess, or fail deep inside its C parser.
             raw = path.read_bytes().decode("utf-8-sig")
             import io
 
-            if kind == "jsonl":  # a .json file may also hold one array of records
+            if file_format == "jsonl":  # a .json file may also hold one array of records
                 frame = pd.read_json(io.StringIO(raw), lines=not raw.lstrip().startswith("["), dtype=False)
             else:
-                frame = pd.read_csv(io.StringIO(raw), sep="\t" if kind == "tsv" else ",", dtype=object,
+                frame = pd.read_csv(io.StringIO(raw), sep="\t" if file_format == "tsv" else ",", dtype=object,
                                     keep_default_na=False)
     except UnicodeDecodeError as exc:
         raise UserError(f"{what} {path}: not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8.") from None
     except Exception as exc:  # pandas/pyarrow raise many types for a malformed file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{what} {path}: cannot read it as {kind} ({first}); check the file's format.") from None
+        raise UserError(f"{what} {path}: cannot read it as {file_format} ({first}); check the file's format.") from None
     columns = [str(c) for c in frame.columns]
     frame.columns = columns  # read_json turns keys such as "0" into integers, which `--text-column 0` names
     for role, column in (("text", text_column), ("label", label_column)):
@@ -254,14 +254,3 @@ def split_train_validation(data: LabelledTexts, fraction: float = 0.2, seed: int
     pick = lambda idx, tag: LabelledTexts([data.texts[i] for i in idx], [data.labels[i] for i in idx],
                                           f"{data.source} ({tag})")
     return pick(train_idx, f"{1 - fraction:.0%} split, seed {seed}"), pick(val_idx, f"{fraction:.0%} split, seed {seed}")
-
-
-def publish_dir(stage: Path, target: Path) -> None:
-    """Move a finished staging directory into place, replacing `target`: outputs are written beside their
-    target and renamed only when complete, so an interrupted run never leaves a half-written --output."""
-    import shutil
-
-    if target.exists():
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stage.rename(target)

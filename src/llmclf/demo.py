@@ -11,8 +11,8 @@ from importlib import resources
 from pathlib import Path
 
 from llmclf.config import resolve_train_args
-from llmclf.models import DEFAULT_CLASSIFIER as SHIPPED_SENTIMENT
-from llmclf.models import read_run_config, shipped_model_available
+from llmclf.artifacts import DEFAULT_CLASSIFIER as SHIPPED_SENTIMENT
+from llmclf.artifacts import read_run_config, shipped_model_available
 from llmclf.metrics import summary_line
 
 # Hard on purpose: negation, sarcasm, mixed feelings, understatement.

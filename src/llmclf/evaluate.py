@@ -6,15 +6,13 @@ models) and report.html in --output, with the calibration and threshold saved wi
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from llmclf.analysis import Part, lookup_ratings, model_logits, split_metrics, write_analysis
-from llmclf.data import encode_labels, load_labelled, publish_dir
+from llmclf.analysis import ScoredSplit, lookup_ratings, model_logits, split_metrics, write_analysis
+from llmclf.artifacts import staged, write_metrics
+from llmclf.data import encode_labels, load_labelled
 from llmclf.errors import UserError
 from llmclf.predict import Classifier
 
@@ -33,20 +31,14 @@ def evaluate(model: str, data: str, output: str | None = None, text_column: str 
     classifier = Classifier.from_pretrained(model, **(options or {}))
     labels = np.asarray(encode_labels(part.labels, classifier.id2label, what=f"--data {data}"))
     logits, calibration = model_logits(classifier, part.texts, model)
-    scored = Part("test", part.texts, labels, logits, lookup_ratings(data, text_column, part.texts))
+    scored = ScoredSplit("test", part.texts, labels, logits, lookup_ratings(data, text_column, part.texts))
     if out is None:
         return split_metrics(scored, classifier.id2label, calibration)
     # Written beside the target and renamed, so an interrupted run leaves no half-filled --output.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
-    try:
+    with staged(out) as stage:
         analysis = write_analysis(stage, [scored], classifier.id2label, calibration, classifier=classifier,
                                   run={"title": f"{Path(model).name} on {Path(data).name}",
-                                                         "data_info": {"test": data, "test_size": len(part)}})
+                                       "data_info": {"test": data, "test_size": len(part)}})
         metrics = analysis.metrics["test"]
-        (stage / "metrics.json").write_text(json.dumps({"test": metrics, "model": model, "data": data}, indent=2))
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    publish_dir(stage, out)
+        write_metrics(stage, {"test": metrics, "model": model, "data": data})
     return metrics

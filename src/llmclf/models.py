@@ -9,14 +9,12 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import yaml
-
+from llmclf.artifacts import RUN_CONFIG_FILE, model_dir, read_run_config, staged
 from llmclf.errors import UserError
+from llmclf.heads import NOT_LORA_TARGETS
 
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_GGUF_MD5 = "a1231443440b107ff29f02bdb38c9d0a"
@@ -26,7 +24,6 @@ HUB_IDS = {
 }
 ALIASES = ("smollm2-135m", "llama-3.2-1b", "tiny-random-llama")
 DEFAULT_MODEL = "smollm2-135m"
-CONFIG_FILE = "llmclf_config.yaml"
 
 
 def cache_dir() -> Path:
@@ -70,8 +67,7 @@ def dequantized_gguf_dir(gguf: Path, key: str, tokenizer_only: bool = False) -> 
     """A Hugging Face directory holding the GGUF's weights dequantized to float32 (and its tokenizer).
 
     Dequantizing takes ~12 s for SmolLM2-135M, reading the cached safetensors well under a second, so the
-    result is cached under `key`. Written to a temporary directory and renamed, so a killed run never leaves
-    a cache entry that looks complete.
+    result is cached under `key`, staged so that a killed run never leaves a cache entry that looks complete.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -80,22 +76,13 @@ def dequantized_gguf_dir(gguf: Path, key: str, tokenizer_only: bool = False) -> 
         return target
     if not tokenizer_only and (cache_dir() / "gguf" / key / "config.json").is_file():
         return cache_dir() / "gguf" / key
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
+    with staged(target, shared=True) as stage:  # several processes may fill the cache at once
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        tokenizer.save_pretrained(tmp)
+        tokenizer.save_pretrained(stage)
         if not tokenizer_only:
             model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
             clear_quantization_marks(model)
-            model.save_pretrained(tmp)
-        if target.exists():  # another process finished first
-            shutil.rmtree(tmp)
-        else:
-            tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            model.save_pretrained(stage)
     return target
 
 
@@ -187,33 +174,6 @@ def tiny_random_llama(id2label: dict[int, str], seed: int = 0):
     return model, tokenizer
 
 
-PRECISION_CHOICES = ("auto", "bf16", "fp32")
-
-
-def fast_bf16(device: str = "cpu") -> bool:
-    """Whether bfloat16 matmuls are native on this device: CUDA, or a CPU with AMX or AVX512-BF16 (on other
-    CPUs oneDNN emulates bfloat16 and it is slower than float32)."""
-    import torch
-
-    if str(device).startswith("cuda"):
-        return True
-    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-                or getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-                or torch.backends.cpu.get_cpu_capability() == "AVX512_BF16")
-
-
-def auto_bf16(device: str = "cpu") -> bool:
-    """What precision `auto` means: the LLMCLF_PRECISION environment variable (`fp32` or `bf16`) when set, for
-    deployments that want one precision everywhere (bf16 results move by ~1e-3 with the batch a text shares,
-    fp32 results do not); else bf16 wherever it is native (fast_bf16)."""
-    import os
-
-    chosen = os.environ.get("LLMCLF_PRECISION", "auto").strip().lower()
-    if chosen not in PRECISION_CHOICES:
-        raise UserError(f"LLMCLF_PRECISION={chosen!r}: use fp32, bf16 or auto (or unset it).")
-    return fast_bf16(device) if chosen == "auto" else chosen == "bf16"
-
-
 def load_backbone(name: str, id2label: dict[int, str], seed: int = 42, trust_remote_code: bool = False,
                   allow_pickle: bool = False, dtype=None):
     """A pretrained decoder with a fresh classification head of len(id2label) outputs, and its tokenizer.
@@ -239,9 +199,6 @@ def load_backbone(name: str, id2label: dict[int, str], seed: int = 42, trust_rem
     return model, tokenizer
 
 
-HEAD_NAMES = ("score", "classifier", "lm_head")
-
-
 def add_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, top_layers: int | None = None):
     """LoRA on every linear layer (or those of the top `top_layers` decoder layers); PEFT's SEQ_CLS task trains
     and saves the classification head in full. Trainable weights are float32 whatever the backbone's dtype."""
@@ -257,7 +214,7 @@ def add_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, top_lay
         layers = list(range(total - top_layers, total))
         # PEFT takes layers_to_transform only with explicit module names: every linear layer but the head.
         targets = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                          if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in HEAD_NAMES})
+                          if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in NOT_LORA_TARGETS})
     config = LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout,
                         target_modules=targets, layers_to_transform=layers)
     model = get_peft_model(model, config)
@@ -286,58 +243,26 @@ def save_classifier(model, tokenizer, out_dir: Path, merge: bool = True) -> None
     tokenizer.save_pretrained(out_dir)
 
 
-def read_run_config(model_dir: Path | str) -> dict:
-    if model_dir in SHIPPED_MODELS:
-        model_dir = shipped_model_dir(str(model_dir))
-    path = Path(model_dir) / CONFIG_FILE
-    return yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
-SHIPPED_MODELS = ("imdb-sentiment",)
-DEFAULT_CLASSIFIER = "imdb-sentiment"
-
-
-def shipped_model_available(name: str) -> bool:
-    try:
-        shipped_model_dir(name)
-    except UserError:
-        return False
-    return True
-
-
-def shipped_model_dir(name: str) -> Path:
-    """A ready-to-use classifier bundled with llmclf (a LoRA adapter over the default backbone)."""
-    from importlib import resources
-
-    path = Path(str(resources.files("llmclf") / "shipped" / name))
-    if not (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
-        raise UserError(f"--model {name}: this llmclf build does not bundle the shipped model yet; pass --model DIR "
-                        "with a directory written by `llmclf train`.")
-    return path
-
-
-def load_classifier(model_dir: str, trust_remote_code: bool = False, allow_pickle: bool = False):
+def load_classifier(name: str, trust_remote_code: bool = False, allow_pickle: bool = False):
     """A trained classifier directory (merged model or LoRA adapter) or a shipped model's name ->
     (model in eval mode, tokenizer). Weights load from safetensors only.
     """
-    if model_dir in SHIPPED_MODELS:
-        model_dir = str(shipped_model_dir(model_dir))
-    path = Path(model_dir).expanduser()
+    path = model_dir(name)
     if not path.is_dir():
-        raise UserError(f"--model {model_dir}: no such model directory; give the --output of `llmclf train`.")
+        raise UserError(f"--model {name}: no such model directory; give the --output of `llmclf train`.")
     if (path / "adapter_config.json").is_file():
         return _load_adapter(path, trust_remote_code, allow_pickle)
     if not (path / "config.json").is_file():
-        raise UserError(f"--model {model_dir}: no config.json; give the --output directory of `llmclf train`.")
+        raise UserError(f"--model {name}: no config.json; give the --output directory of `llmclf train`.")
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     architectures = config.architectures or []
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
-        raise UserError(f"--model {model_dir}: no classification head (architectures: "
-                        f"{', '.join(architectures) or 'none'}); fine-tune it first with `llmclf train --model {model_dir}`.")
+        raise UserError(f"--model {name}: no classification head (architectures: "
+                        f"{', '.join(architectures) or 'none'}); fine-tune it first with `llmclf train --model {name}`.")
     if not any(path.glob("*.safetensors")) and not allow_pickle:
-        raise UserError(f"--model {model_dir}: no .safetensors weights; llmclf loads weights only from safetensors "
+        raise UserError(f"--model {name}: no .safetensors weights; llmclf loads weights only from safetensors "
                         "(pickle checkpoints can run code: pass --allow-pickle only for files you trust).")
     tokenizer = load_tokenizer(str(path), trust_remote_code=trust_remote_code)
     with quiet_progress():  # predict/serve output stays clean: no "Loading weights" bar per start
@@ -371,7 +296,7 @@ def _load_adapter(path: Path, trust_remote_code: bool, allow_pickle: bool):
     backbone = run.get("model") or adapter.get("base_model_name_or_path")
     id2label = dict(enumerate(run.get("label_names") or []))
     if not id2label:
-        raise UserError(f"--model {path}: adapter directory without {CONFIG_FILE} (labels unknown); "
+        raise UserError(f"--model {path}: adapter directory without {RUN_CONFIG_FILE} (labels unknown); "
                         "give the --output directory of `llmclf train --lora --save-adapter`.")
     # tiny-random-llama's weights come from the seed; a pretrained backbone's only head is the adapter's.
     with quiet_progress():

@@ -9,15 +9,15 @@ restart at 0 for every text; transformers reads that as separate documents and m
 classification head runs on every position (as in every `*ForSequenceClassification` decoder); a forward hook on
 it picks each text's last token, instead of the model's own pooling, which assumes one text per row.
 
-Tests check the logits and loss against the padded path (tests/test_packing.py).
+Tests check the logits and loss against the padded path (tests/test_packing.py); llmclf.trainer's
+PackedTrainer trains on these batches.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 
-HEAD_NAMES = ("score", "classifier")
-
+from llmclf.heads import head_module
 
 def pack_rows(lengths: list[int], row_length: int) -> list[list[int]]:
     """Indices of texts per row, first-fit decreasing: longest texts first, each into the first row with room."""
@@ -73,15 +73,6 @@ class PackedCollator:
         return batch
 
 
-def head_module(model):
-    """The classification head (PEFT's wrapper around it for a LoRA model): the shortest module path ending in
-    one of HEAD_NAMES."""
-    named = [(name, module) for name, module in model.named_modules() if name.rsplit(".", 1)[-1] in HEAD_NAMES]
-    if not named:
-        raise ValueError("packing needs a classification head named score or classifier")
-    return min(named, key=lambda item: item[0].count("."))[1]
-
-
 @contextmanager
 def capture_head_output(model):
     """Collects the head's output (logits at every position) during a forward pass."""
@@ -100,23 +91,3 @@ def packed_logits(model, input_ids, position_ids, text_ends):
         model(input_ids=input_ids, position_ids=position_ids, use_cache=False)
     every = captured["logits"]
     return every.reshape(-1, every.shape[-1])[text_ends]
-
-
-def packed_trainer_class():
-    """llmclf's Trainer computing logits and loss from packed batches (imported lazily: it is slow)."""
-    import torch
-    from transformers.modeling_outputs import SequenceClassifierOutput
-
-    from llmclf.train import trainer_class
-
-    class PackedTrainer(trainer_class()):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.model_accepts_loss_kwargs = False  # our loss is a mean per step: let Trainer scale accumulation
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            logits = packed_logits(model, inputs["input_ids"], inputs["position_ids"], inputs["text_ends"])
-            loss = torch.nn.functional.cross_entropy(logits.float(), inputs["labels"])  # mean per text, as padded
-            return (loss, SequenceClassifierOutput(loss=loss, logits=logits)) if return_outputs else loss
-
-    return PackedTrainer

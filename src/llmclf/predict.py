@@ -9,16 +9,16 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from contextlib import nullcontext
-from pathlib import Path
 
 import numpy as np
 
+from llmclf.artifacts import read_calibration, read_run_config
 from llmclf.errors import UserError
+from llmclf.heads import is_head_name
 from llmclf.metrics import softmax
-from llmclf.models import PRECISION_CHOICES, SHIPPED_MODELS, auto_bf16, load_classifier, read_run_config, shipped_model_dir
+from llmclf.models import load_classifier
+from llmclf.precision import resolve_precision
 
 TRUNCATION_CHOICES = ("head", "head_tail", "chunks")
 # The most accurate mode on IMDb validation reviews at both 256 and 512 tokens (bench/truncation.py, README).
@@ -81,7 +81,7 @@ def quantize_int8(model, device):
 
     if device.type != "cpu":
         raise UserError("--quantize int8 is for CPU inference; on CUDA llmclf runs bf16.")
-    head = {name for name, module in model.named_modules() if name.split(".")[-1] in ("score", "classifier")}
+    head = {name for name, _ in model.named_modules() if is_head_name(name)}
     linears = {name for name, module in model.named_modules()
                if isinstance(module, torch.nn.Linear) and name not in head}
     return torch.ao.quantization.quantize_dynamic(model, linears, dtype=torch.qint8)
@@ -104,8 +104,7 @@ class Classifier:
         except RuntimeError as exc:
             raise UserError(f"--device {device}: {exc}; use --device cpu.") from None
         self.model = model.to(self.device).eval()
-        if precision not in PRECISION_CHOICES:
-            raise UserError(f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}.")
+        resolved = resolve_precision(precision, self.device.type)
         if quantize == "int8":
             if precision == "bf16":
                 raise UserError("--quantize int8 runs float activations; drop --precision bf16 (or --quantize).")
@@ -114,7 +113,7 @@ class Classifier:
             raise UserError(f"--quantize must be int8 or left out, got {quantize!r}.")
         # bf16 where the hardware has native bf16 matmuls (CUDA, AMX/AVX512-BF16 CPUs): bench/predict_cpu.py
         # measured the accuracy it costs next to the speed it gives.
-        self.bf16 = quantize is None and (precision == "bf16" or (precision == "auto" and auto_bf16(self.device.type)))
+        self.bf16 = quantize is None and resolved == "bf16"
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.batch_size = batch_size
@@ -139,9 +138,9 @@ class Classifier:
         model, tokenizer = load_classifier(path, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         kwargs.setdefault("max_length", read_run_config(path).get("max_length", 512))  # as trained
         # A LoRA adapter directory has no config.json of its own: its calibration lies beside it.
-        saved = (shipped_model_dir(path) if path in SHIPPED_MODELS else Path(path).expanduser()) / "calibration.json"
-        if saved.is_file() and not getattr(model.config, "llmclf", None):
-            model.config.llmclf = json.loads(saved.read_text(encoding="utf-8"))
+        saved = read_calibration(path)
+        if saved and not getattr(model.config, "llmclf", None):
+            model.config.llmclf = saved
         classifier = cls(model, tokenizer, **kwargs)
         if classifier.bf16:  # weights this loader owns: stored in bf16, half the memory and no per-call casts
             import torch
@@ -224,214 +223,3 @@ class Classifier:
                 "needs_review": self.min_confidence is not None and float(row.max()) < self.min_confidence,
             })
         return records
-
-
-TABLE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
-
-
-def table_format(path: Path, what: str) -> str:
-    kind = TABLE_FORMATS.get(path.suffix.lower())
-    if kind is None:
-        raise UserError(f"{what} {path}: unknown format {path.suffix or '(no extension)'!r}; use "
-                        f"{', '.join(TABLE_FORMATS)}.")
-    return kind
-
-
-def read_table_chunks(path: Path, chunk_rows: int):
-    """Yield pandas frames of at most `chunk_rows` rows: memory stays flat whatever the file size."""
-    import pandas as pd
-
-    kind = table_format(path, "--input")
-    if kind == "parquet":
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
-            yield batch.to_pandas()
-    elif kind == "csv":
-        # Every column kept as the text it was (ids with leading zeros survive), empty cells as "".
-        yield from pd.read_csv(path, chunksize=chunk_rows, dtype=str, keep_default_na=False, encoding="utf-8")
-    else:
-        yield from pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False, encoding="utf-8")
-
-
-def count_rows(path: Path) -> int | None:
-    """Rows in the file when cheap to know (Parquet metadata), for the progress bar's total."""
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(path).metadata.num_rows
-    return None
-
-
-class TableWriter:
-    """Appends scored chunks to a CSV, JSONL or Parquet file."""
-
-    def __init__(self, path: Path, kind: str):
-        self.path, self.kind, self._parquet, self._started = path, kind, None, False
-
-    def write(self, frame) -> None:
-        if self.kind == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self.path, table.schema)
-            self._parquet.write_table(table.cast(self._parquet.schema))
-        elif self.kind == "csv":
-            frame.to_csv(self.path, mode="a" if self._started else "w", header=not self._started, index=False)
-        else:
-            with open(self.path, "a" if self._started else "w", encoding="utf-8") as f:
-                f.write(frame.to_json(orient="records", lines=True, force_ascii=False))
-                if not frame.empty:
-                    f.write("\n")
-        self._started = True
-
-    def close(self) -> None:
-        if self._parquet is not None:
-            self._parquet.close()
-
-
-def score_frame(classifier: Classifier, frame, text_column: str):
-    """The frame with `label`, `score`, one `prob_<label>` column per class (and `needs_review` when the
-    classifier has a min_confidence) added."""
-    probs = np.atleast_2d(classifier.predict_proba(frame[text_column].tolist()))
-    best = classifier.decide(probs)
-    frame = frame.copy()
-    frame["label"] = [classifier.id2label[int(i)] for i in best]
-    frame["score"] = probs[np.arange(len(best)), best]
-    for i, name in classifier.id2label.items():
-        frame[f"prob_{name}"] = probs[:, i]
-    if classifier.min_confidence is not None:
-        frame["needs_review"] = probs.max(axis=1) < classifier.min_confidence
-    return frame
-
-
-def score_file(classifier: Classifier, input_path: str, output_path: str, text_column: str = "text",
-               overwrite: bool = False, chunk_rows: int = 1024, progress: bool = True, resume: bool = False) -> int:
-    """Score every row of a CSV/JSONL/Parquet file into another; returns the number of rows.
-
-    Streams in chunks of `chunk_rows`, each written as its own file in a staging directory beside the output
-    (`.NAME.llmclf-partial/`); the output appears, whole, only at the end. A killed run leaves its finished
-    chunks there, and `resume=True` continues after them without rescoring.
-    """
-    import json
-
-    from tqdm import tqdm
-
-    source, target = Path(input_path), Path(output_path)
-    if not source.is_file():
-        raise UserError(f"--input {source}: file not found; check the path.")
-    if source.resolve() == target.resolve():
-        raise UserError(f"--output {target} is the --input file; write the scores to another file.")
-    if target.exists() and not overwrite:
-        raise UserError(f"--output {target} exists; pass --overwrite to replace it, or choose another --output.")
-    kind = table_format(target, "--output")
-    table_format(source, "--input")
-    partial = target.with_name(f".{target.name}.llmclf-partial")
-    stat = source.stat()
-    manifest = {"input": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                "chunk_rows": chunk_rows, "text_column": text_column, "output_format": kind}
-    done = _finished_chunks(partial, manifest, resume, overwrite, target)
-    created = [d for d in [target.parent, *target.parent.parents] if not d.exists()]  # removed again on failure
-    partial.mkdir(parents=True, exist_ok=True)
-    (partial / "manifest.json").write_text(json.dumps(manifest))
-    reserved = {"label", "score", "needs_review"} | {f"prob_{name}" for name in classifier.id2label.values()}
-    # JSON values may change type from row to row; a Parquet column needs one type: keep them as text.
-    as_text = kind == "parquet" and table_format(source, "--input") == "jsonl"
-    rows, bar = 0, None
-    try:
-        for index, frame in enumerate(read_table_chunks(source, chunk_rows)):
-            if text_column not in frame.columns:
-                raise UserError(f"--input {source}: no text column {text_column!r}; columns found: "
-                                f"{', '.join(map(str, frame.columns))}. Pass --text-column.")
-            clash = sorted(reserved & set(map(str, frame.columns)))
-            if clash:
-                raise UserError(f"--input {source}: already has column(s) {', '.join(clash)} that scoring "
-                                "adds; rename them first.")
-            if bar is None and len(frame):  # drawn once the input has proved readable: errors stay one line
-                bar = tqdm(total=count_rows(source), unit=" rows", disable=not progress, desc="scoring")
-            if index >= done:  # chunks finished by an earlier, killed run are not scored again
-                if as_text:
-                    frame = frame.astype(object).map(lambda v: v if v is None or isinstance(v, str) else
-                                                     (None if v != v else json.dumps(v) if isinstance(v, (list, dict))
-                                                      else str(v)))
-                chunk = partial / f"part-{index:08d}.{kind}"
-                writer = TableWriter(chunk.with_name(chunk.name + ".tmp"), kind)
-                writer.write(score_frame(classifier, frame, text_column))
-                writer.close()
-                chunk.with_name(chunk.name + ".tmp").replace(chunk)
-            rows += len(frame)
-            if bar is not None:
-                bar.update(len(frame))
-        if rows == 0:
-            raise UserError(f"--input {source}: no rows to score; give a file with at least one text.")
-        assembled = _assemble(sorted(partial.glob(f"part-*.{kind}")), partial / f"assembled.{kind}", kind)
-    except (UserError, UnicodeDecodeError, ValueError) as exc:
-        shutil.rmtree(partial, ignore_errors=True)
-        for folder in created:
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-        if isinstance(exc, UserError):
-            raise
-        if isinstance(exc, UnicodeDecodeError):
-            raise UserError(f"--input {source}: not valid UTF-8; re-save the file as UTF-8.") from None
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"--input {source}: cannot read it ({first}); check the file's format.") from None
-    finally:
-        if bar is not None:
-            bar.close()
-    assembled.replace(target)
-    shutil.rmtree(partial, ignore_errors=True)
-    return rows
-
-
-def _finished_chunks(partial: Path, manifest: dict, resume: bool, overwrite: bool, target: Path) -> int:
-    """How many chunks an earlier run finished (0 when starting afresh)."""
-    import json
-
-    if not partial.exists():
-        if resume:
-            raise UserError(f"--resume: no unfinished scoring run for --output {target}; run without --resume.")
-        return 0
-    if not resume:
-        if not overwrite:
-            raise UserError(f"--output {target}: an unfinished scoring run is in {partial}; pass --resume to "
-                            "continue it or --overwrite to start over.")
-        shutil.rmtree(partial)
-        return 0
-    try:
-        before = json.loads((partial / "manifest.json").read_text())
-    except (OSError, ValueError):
-        before = None
-    if before != manifest:
-        raise UserError(f"--resume: the unfinished run in {partial} scored another input or used other settings; "
-                        "pass --overwrite to start over.")
-    chunks = sorted(partial.glob(f"part-*.{manifest['output_format']}"))
-    # Chunks are numbered in input order and renamed into place only when complete: count the unbroken run.
-    done = 0
-    while done < len(chunks) and chunks[done].name == f"part-{done:08d}.{manifest['output_format']}":
-        done += 1
-    return done
-
-
-def _assemble(chunks: list[Path], out: Path, kind: str) -> Path:
-    """Concatenate chunk files into one file of the same format, streaming."""
-    if kind == "parquet":
-        import pyarrow.parquet as pq
-
-        import pyarrow as pa
-
-        # A column that was all null in one chunk has type null there: widen to one schema for all chunks.
-        schema = pa.unify_schemas([pq.read_schema(c) for c in chunks], promote_options="permissive")
-        with pq.ParquetWriter(out, schema) as writer:
-            for chunk in chunks:
-                writer.write_table(pq.read_table(chunk).cast(schema))
-        return out
-    with open(out, "wb") as f:
-        for i, chunk in enumerate(chunks):
-            with open(chunk, "rb") as part:
-                if kind == "csv" and i > 0:
-                    part.readline()  # each chunk file carries the header; keep the first
-                shutil.copyfileobj(part, f)
-    return out

@@ -12,12 +12,22 @@ import pathlib
 
 import yaml
 
+from llmclf.models import HUB_IDS
+
 CARD_METRICS = (("accuracy", "accuracy", "accuracy"), ("f1", "f1_macro", "f1 (macro)"),
                 ("precision", "precision_macro", "precision (macro)"), ("recall", "recall_macro", "recall (macro)"),
                 ("roc_auc", "roc_auc", "ROC-AUC"))
 RESULT_KEYS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "loss")
 HISTORY_KEYS = ("epoch", "train_loss", "eval_loss", "eval_accuracy", "eval_f1_macro", "eval_roc_auc")
 SPLITS = ("train", "validation", "test")
+# Data sets a card names by their Hub id and citation when the training data is one of their files, laid out
+# as DATA/<folder>/<split>.parquet (as in ../shared/data), or their Hub name (`--data imdb:test`).
+KNOWN_DATASETS = {
+    "imdb": ("imdb", "IMDb (Maas et al., 2011)"),
+    "goemotions": ("go_emotions", "GoEmotions (Demszky et al., 2020)"),
+    "go_emotions": ("go_emotions", "GoEmotions (Demszky et al., 2020)"),
+    "ag_news": ("ag_news", "AG News (Zhang et al., 2015)"),
+}
 
 
 def fmt_number(value) -> str:
@@ -70,6 +80,34 @@ def method(config: dict) -> str:
     return f"LoRA (rank {rank})" if rank is not None else "LoRA"
 
 
+def base_model(config: dict) -> str | None:
+    """The backbone's Hub id, for an llmclf alias too: ``base_model({"model": "llama-3.2-1b"}) ==
+    "meta-llama/Llama-3.2-1B"``; anything else (a Hub id, a path) as it was given."""
+    model = config.get("model")
+    return HUB_IDS.get(model, model)
+
+
+def known_dataset(source) -> tuple[str, str] | None:
+    """(Hub id, name to cite) of a well-known data set that `source` (a --data value) reads, else None.
+
+    >>> known_dataset("../shared/data/imdb/train.parquet")
+    ('imdb', 'IMDb (Maas et al., 2011)')
+    """
+    if source is None:
+        return None
+    text = str(source)
+    path = pathlib.PurePath(text)
+    if path.suffix == ".parquet" and len(path.parts) > 1:
+        return KNOWN_DATASETS.get(path.parent.name)
+    return KNOWN_DATASETS.get(text.split(":")[0]) if "/" not in text else None
+
+
+def data_source(source) -> str:
+    """Where a split came from, for a table cell: a known data set by name, and what it was read from."""
+    known = known_dataset(source)
+    return fmt_config(source) if known is None else f"{known[1]}, read from {fmt_config(source)}"
+
+
 def front_matter(name: str, config: dict, data_info: dict, metrics: dict, split: str) -> str:
     """YAML header the Hub reads for widgets and leaderboards; metrics with no value are left out."""
     card_metrics = [
@@ -78,16 +116,18 @@ def front_matter(name: str, config: dict, data_info: dict, metrics: dict, split:
         if metrics.get(key) is not None
     ]
     train = str(data_info.get("train"))
+    known = known_dataset(data_info.get("train"))
     header = {
         "library_name": "transformers",
         "pipeline_tag": "text-classification",
-        "base_model": config.get("model"),
+        "base_model": base_model(config),
+        **({"datasets": [known[0]]} if known else {}),
         "tags": ["llmclf", "text-classification"],
         "model-index": [{
             "name": name,
             "results": [{
                 "task": {"type": "text-classification", "name": "Text Classification"},
-                "dataset": {"name": train, "type": train},
+                "dataset": {"name": known[1], "type": known[0]} if known else {"name": train, "type": train},
                 "metrics": card_metrics,
             }],
         }],
@@ -118,9 +158,11 @@ def _data_section(data_info: dict, label_names: list[str]) -> list[str]:
         source = data_info.get(split)
         size = data_info.get(f"{split}_size", data_info.get(f"n_{split}"))
         if split == "validation" and source is None:
-            source = f"held out from {data_info.get('train')}"
-        if source is not None or size is not None:
-            rows.append([split, fmt_config(source), fmt_number(size)])
+            train = data_info.get("train")
+            known = known_dataset(train)
+            rows.append([split, fmt_config(f"held out from {known[1] if known else train}"), fmt_number(size)])
+        elif source is not None or size is not None:
+            rows.append([split, data_source(source), fmt_number(size)])
     labels = ", ".join(f"`{n}`" for n in label_names)
     return ["## Data", "", table(["Split", "Source", "Examples"], rows), "", f"Labels: {labels}.", ""]
 
@@ -163,14 +205,17 @@ def write_model_card(out_dir, *, config: dict, metrics: dict, history: list[dict
     name = name or out_dir.resolve().name  # a staging directory passes the final name
     headline, split = (test_metrics, "test") if test_metrics else (metrics, "validation")
     labels = list(data_info.get("label_names") or metrics.get("label_names", []))
-    base, train = config.get("model"), data_info.get("train")
+    known = known_dataset(data_info.get("train"))
+    trained_on = known[1] if known else f"`{data_info.get('train')}`"
+    alias = config.get("model") if config.get("model") in HUB_IDS else None
+    base = f"`{base_model(config)}`" + (f" (llmclf alias `{alias}`)" if alias else "")
     splits = {"validation": metrics} | ({"test": test_metrics} if test_metrics else {})
     scored_on = ("the held-out test data" if test_metrics
                  else "a validation split carved from the training data, not on independent test data")
     lines = [
         front_matter(name, config, data_info, headline, split),
         f"# {name}", "",
-        f"A text classifier fine-tuned from `{base}` with llmclf by {method(config)}. "
+        f"A text classifier fine-tuned from {base} with llmclf by {method(config)}. "
         f"It predicts one of {len(labels)} labels: {', '.join(f'`{n}`' for n in labels)}.", "",
         "## How to use", "",
         *(["```python", "from llmclf.predict import Classifier", "",
@@ -191,7 +236,7 @@ def write_model_card(out_dir, *, config: dict, metrics: dict, history: list[dict
         "## Plots", "",
         *[_plot_link(out_dir, p) + "\n" for p in plots],
         "## Limitations", "",
-        f"- Trained on `{train}` only; expect weaker results on text unlike it (domain shift: other topics, "
+        f"- Trained on {trained_on} only; expect weaker results on text unlike it (domain shift: other topics, "
         "registers, time periods or languages).",
         "- Like most text classifiers it can miss sarcasm, negation and other meaning that depends on context.",
         ("- Output probabilities are temperature-scaled on the validation data (see Calibration); calibration "
@@ -206,9 +251,10 @@ def write_model_card(out_dir, *, config: dict, metrics: dict, history: list[dict
     return path
 
 
-# --- trust sections (calibration, threshold, abstention, errors, behaviour), shared by card and report.html ---
+# --- trust sections: calibration, threshold, abstention, errors, behaviour ---------------------------------
 
-def _pct(value) -> str:
+def fmt_percent(value) -> str:
+    """A share for a table: ``fmt_percent(0.4401) == "44.0%"``, ``fmt_percent(None) == "n/a"``."""
     return "n/a" if value is None else f"{100 * float(value):.1f}%"
 
 
@@ -228,7 +274,7 @@ def trust_rows(m: dict) -> list[list[str]]:
                      " / ".join(fmt_number(at.get(k)) for k in ("accuracy", "precision", "recall", "f1"))])
     for target in (99, 98):
         cut = m.get(f"min_confidence_at_{target}_accuracy")
-        rows.append([f"coverage at {target}% accuracy", _pct(m.get(f"coverage_at_{target}_accuracy"))
+        rows.append([f"coverage at {target}% accuracy", fmt_percent(m.get(f"coverage_at_{target}_accuracy"))
                      + ("" if cut is None else f" (--min-confidence {cut:.4f})")])
     return rows
 
@@ -259,7 +305,7 @@ def trust_card_sections(analysis: dict) -> list[str]:
         out += ["## Error analysis", "", f"On the {split} data; every record is in `errors.jsonl` and `report.html`.", ""]
         if pairs:
             out += ["Most-confused labels:", "", table(["True", "Predicted", "Count", "Share of true label"],
-                    [[_md(p["label"]), _md(p["predicted"]), str(p["count"]), _pct(p["share_of_label"])] for p in pairs]), ""]
+                    [[_md(p["label"]), _md(p["predicted"]), str(p["count"]), fmt_percent(p["share_of_label"])] for p in pairs]), ""]
         if lengths:
             out += ["By length:", "", table(["Length", "Examples", "Accuracy", "F1 (macro)"],
                     [[r["bucket"], str(r["n"]), fmt_number(r["accuracy"]), fmt_number(r["f1_macro"])] for r in lengths]), ""]
@@ -275,185 +321,6 @@ def trust_card_sections(analysis: dict) -> list[str]:
         out += ["## Behaviour checks", "", "CheckList-style tests written for llmclf (`llmclf check --model DIR` runs "
                 "them alone; failures are in `behaviour.json`):", "",
                 table(["Check", "Type", "Passed", "Pass rate"],
-                      [[c["name"], c["kind"], f"{c['passed']}/{c['n']}", _pct(c["pass_rate"])] for c in behaviour["checks"]]
-                      + [["all", "", f"{behaviour['passed']}/{behaviour['n']}", _pct(behaviour["pass_rate"])]]), ""]
+                      [[c["name"], c["kind"], f"{c['passed']}/{c['n']}", fmt_percent(c["pass_rate"])] for c in behaviour["checks"]]
+                      + [["all", "", f"{behaviour['passed']}/{behaviour['n']}", fmt_percent(behaviour["pass_rate"])]]), ""]
     return out
-
-
-# --- report.html -------------------------------------------------------------------------------------------
-
-REPORT_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1100px;margin:2rem auto;padding:0 1rem;
-color:#1d2330;line-height:1.45}
-h1{margin-bottom:.2rem}h2{border-bottom:1px solid #d8dde6;padding-bottom:.2rem;margin-top:2.2rem}
-nav a{margin-right:.9rem}table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.92rem}
-th,td{border:1px solid #d8dde6;padding:.3rem .55rem;text-align:left;vertical-align:top}th{background:#f2f4f8}
-td.num{text-align:right;font-variant-numeric:tabular-nums}td.text{max-width:560px}
-figure{display:inline-block;margin:.4rem 1rem .8rem 0}img{max-width:520px;height:auto;border:1px solid #e3e6ec}
-figcaption{font-size:.85rem;color:#555}.muted{color:#666}.fail{color:#a61b1b}.pass{color:#1b7a32}
-""".strip()
-SECTION_PLOTS = {"reliability": "calibration", "risk_coverage": "abstention"}
-
-
-def _h(value) -> str:
-    import html
-
-    return html.escape(str(value), quote=True)
-
-
-def _cell(value) -> str:
-    if isinstance(value, numbers.Number) and not isinstance(value, bool) or value is None:
-        return f'<td class="num">{_h(fmt_number(value))}</td>'
-    return f"<td>{_h(value)}</td>"
-
-
-def html_table(header: list[str], rows: list[list], text_column: int | None = None) -> str:
-    """An HTML table; every cell escaped, numbers right-aligned and formatted like the card's."""
-    head = "".join(f"<th>{_h(h)}</th>" for h in header)
-    body = []
-    for row in rows:
-        cells = [f'<td class="text">{_h(v)}</td>' if i == text_column else _cell(v) for i, v in enumerate(row)]
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _figure(path: pathlib.Path) -> str:
-    import base64
-
-    data = base64.b64encode(pathlib.Path(path).read_bytes()).decode("ascii")
-    name = pathlib.Path(path).stem.replace("_", " ")
-    return (f'<figure><img alt="{_h(name)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{_h(name)}</figcaption></figure>")
-
-
-def write_report_html(out_dir, *, metrics: dict, plots: list, errors: list[dict] | None = None,
-                      behaviour: dict | None = None, split: str | None = None, config: dict | None = None,
-                      history: list[dict] | None = None, data_info: dict | None = None,
-                      title: str | None = None) -> pathlib.Path:
-    """Write ``out_dir/report.html``: one self-contained page (PNG plots embedded as base64, no scripts, no
-    external links) with the run summary, results, calibration, threshold, abstention, error analysis and
-    behaviour checks. ``metrics`` is metrics.json's content (split name -> metrics, plus ``training``);
-    ``split`` names the split the errors and figures describe.
-
-    >>> write_report_html("runs/x", metrics=json.load(open("runs/x/metrics.json")), plots=paths)  # doctest: +SKIP
-    PosixPath('runs/x/report.html')
-    """
-    out_dir = pathlib.Path(out_dir)
-    title = title or out_dir.resolve().name
-    splits = {k: v for k, v in metrics.items() if isinstance(v, dict) and "accuracy" in v}
-    split = split or (list(splits)[-1] if splits else None)
-    errors, config, history, data_info = errors or [], config or {}, history or [], data_info or {}
-    by_section: dict[str, list[str]] = {}
-    for plot in plots:
-        by_section.setdefault(SECTION_PLOTS.get(pathlib.Path(plot).stem, "plots"), []).append(_figure(plot))
-    sections: list[tuple[str, str, str]] = []
-
-    summary = []
-    if config:
-        summary += [["base model", config.get("model")], ["method", method(config)]]
-    for name in SPLITS:
-        if data_info.get(name) is not None or data_info.get(f"{name}_size") is not None:
-            summary.append([f"{name} data", f"{data_info.get(name) or 'held out from the training data'} "
-                                            f"({fmt_number(data_info.get(f'{name}_size'))} examples)"])
-    for name, value in (metrics.get("training") or {}).items():
-        summary.append([name.replace("_", " "), fmt_config(value)])
-    names = next(iter(splits.values()), {}).get("label_names", [])
-    summary.append(["labels", ", ".join(map(str, names))])
-    sections.append(("summary", "Summary", html_table(["What", "Value"], summary)))
-
-    if splits:
-        body = html_table(["Metric", *splits], [[k, *(m.get(k) for m in splits.values())] for k in RESULT_KEYS])
-        for name, m in splits.items():
-            rows = [[label, *(c[k] for k in ("precision", "recall", "f1", "support"))]
-                    for label, c in m.get("per_class", {}).items()]
-            body += f"<h3>Per class ({_h(name)})</h3>" + html_table(["Label", "Precision", "Recall", "F1", "Support"], rows)
-        sections.append(("results", "Results", body))
-
-    if splits and "ece" in next(iter(splits.values())):
-        rows = [[name, m.get("temperature"), m.get("ece"), m.get("ece_calibrated"), m.get("loss_uncalibrated"),
-                 m.get("loss")] for name, m in splits.items()]
-        body = ("<p>Temperature scaling divides the logits by one number fitted on the validation data; the "
-                "classification head carries it, so every loader gets these probabilities. Expected calibration "
-                "error: 15 equal-width bins of the top-class probability.</p>"
-                + html_table(["Split", "Temperature", "ECE before", "ECE after", "Loss before", "Loss after"], rows)
-                + "".join(by_section.pop("calibration", [])))
-        sections.append(("calibration", "Calibration", body))
-        threshold_rows = [[name, m.get("threshold"), m.get("threshold_objective"),
-                           *((m.get("at_threshold") or {}).get(k) for k in ("accuracy", "precision", "recall", "f1"))]
-                          for name, m in splits.items() if m.get("threshold") is not None]
-        body = ("<p>Binary models predict the second label exactly when its calibrated probability reaches the "
-                "threshold, tuned on the validation data; <code>--threshold</code> on <code>predict</code> "
-                "overrides it.</p>" + html_table(["Split", "Threshold", "Tuned for", "Accuracy", "Precision",
-                                                  "Recall", "F1"], threshold_rows)
-                if threshold_rows else "<p>Argmax decisions (no threshold: the model is not binary).</p>")
-        sections.append(("threshold", "Decision threshold", body))
-        rows = [[name, *(x for t in (99, 98) for x in (_pct(m.get(f"coverage_at_{t}_accuracy")),
-                                                        m.get(f"min_confidence_at_{t}_accuracy")))]
-                for name, m in splits.items()]
-        body = ("<p><code>llmclf predict --min-confidence X</code> marks results whose top probability is below X "
-                "<code>needs_review</code> and keeps their label. Coverage is the share answered automatically "
-                "while the kept answers reach the accuracy.</p>"
-                + html_table(["Split", "Coverage at 99% accuracy", "--min-confidence", "Coverage at 98% accuracy",
-                              "--min-confidence"], rows) + "".join(by_section.pop("abstention", [])))
-        sections.append(("abstention", "Abstention for human review", body))
-
-    if errors:
-        body = f"<p class=\"muted\">On the {_h(split)} data; all records are in <code>errors.jsonl</code>.</p>"
-        mistakes = [r for r in errors if r["kind"] == "mistake"]
-        if mistakes:
-            body += "<h3>Most confident mistakes</h3>" + html_table(
-                ["#", "True", "Predicted", "Confidence", "Words", "Text"],
-                [[r["rank"], r["label"], r["predicted"], r["confidence"], r["words"], r["text"]] for r in mistakes], 5)
-        else:
-            body += "<p>No mistakes on this split.</p>"
-        for kind, heading, header, keys in (
-                ("length_bucket", "By length", ["Length", "Examples", "Accuracy", "F1 (macro)", "Errors",
-                                                "Mean confidence"], ["bucket", "n", "accuracy", "f1_macro", "errors",
-                                                                     "mean_confidence"]),
-                ("rating", "By star rating", ["Rating", "Examples", "Accuracy", "F1 (macro)", "Errors",
-                                              "Mean confidence"], ["rating", "n", "accuracy", "f1_macro", "errors",
-                                                                   "mean_confidence"]),
-                ("confused_pair", "Most-confused label pairs", ["True", "Predicted", "Count", "Share of true label"],
-                 ["label", "predicted", "count", "share_of_label"])):
-            rows = [[r[k] for k in keys] for r in errors if r["kind"] == kind]
-            if rows:
-                body += f"<h3>{_h(heading)}</h3>" + html_table(header, rows)
-        sections.append(("errors", "Error analysis", body))
-
-    if behaviour:
-        rows = [[c["name"], c["kind"], c["description"], f"{c['passed']}/{c['n']}", _pct(c["pass_rate"])]
-                for c in behaviour["checks"]]
-        rows.append(["all", "", "", f"{behaviour['passed']}/{behaviour['n']}", _pct(behaviour["pass_rate"])])
-        body = ("<p>CheckList-style tests written for llmclf. MFT: the expected label; INV: the label survives a "
-                "harmless edit; DIR: the edit does not weaken the expected label.</p>"
-                + html_table(["Check", "Type", "What it tests", "Passed", "Pass rate"], rows))
-        for c in behaviour["checks"]:
-            if c["failures"]:
-                header = list(c["failures"][0])
-                body += (f"<h3 class=\"fail\">Failures: {_h(c['name'])}</h3>"
-                         + html_table([h.replace("_", " ") for h in header], [[f.get(h) for h in header]
-                                                                              for f in c["failures"]]))
-        sections.append(("behaviour", "Behaviour checks", body))
-
-    if by_section.get("plots"):
-        sections.append(("plots", "Plots", "".join(by_section["plots"])))
-    rows = merge_history(history)
-    keys = [k for k in HISTORY_KEYS if any(k in r for r in rows)]
-    if rows:
-        sections.append(("history", "Training history", html_table(keys, [[r.get(k) for k in keys] for r in rows])))
-    if config:
-        sections.append(("recipe", "Training recipe", html_table(["Setting", "Value"], [[k, fmt_config(v)] for k, v
-                                                                                        in flatten_config(config)])))
-    nav = "".join(f'<a href="#{anchor}">{_h(heading)}</a>' for anchor, heading, _ in sections)
-    page = [
-        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">', '<link rel="icon" href="data:,">',
-        f"<title>{_h(title)} · llmclf report</title>", f"<style>{REPORT_CSS}</style>", "</head>", "<body>",
-        f"<h1>{_h(title)}</h1>", '<p class="muted">llmclf report: a text classifier, its numbers, and where not to '
-        "trust it.</p>", f"<nav>{nav}</nav>",
-        *(f'<section id="{anchor}"><h2>{_h(heading)}</h2>{body}</section>' for anchor, heading, body in sections),
-        "</body>", "</html>", "",
-    ]
-    path = out_dir / "report.html"
-    path.write_text("\n".join(page), encoding="utf-8")
-    return path

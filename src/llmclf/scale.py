@@ -9,11 +9,9 @@ Training on several GPUs or machines needs no code here: `llmclf train` runs unc
 from __future__ import annotations
 
 import glob
-import shutil
-import tempfile
 from pathlib import Path
 
-from llmclf.data import publish_dir
+from llmclf.artifacts import staged
 from llmclf.errors import UserError
 
 INPUT_SUFFIXES = (".parquet", ".csv")
@@ -45,7 +43,7 @@ class _Scorer:
         self.text_column = text_column
 
     def __call__(self, batch):
-        from llmclf.predict import score_frame
+        from llmclf.scoring import score_frame
 
         return score_frame(self.classifier, batch, self.text_column)
 
@@ -103,27 +101,21 @@ def predict_ray(model: str, input_pattern: str, output: str, text_column: str = 
         num_cpus=cpus,
     )
     # The driver writes the rows it receives, in input order, to one output file per input file.
-    from llmclf.predict import TableWriter
+    from llmclf.scoring import TableWriter
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    kind = files[0].suffix.lower().lstrip(".")
+    file_format = files[0].suffix.lower().lstrip(".")
     writers: dict[str, TableWriter] = {}
     rows = 0
-    try:
+    with staged(target) as stage:
         for batch in scored.iter_batches(batch_format="pandas", batch_size=None):
             for source, part in batch.groupby("__source", sort=False):
                 name = Path(source).name
                 if name not in writers:
-                    writers[name] = TableWriter(stage / name, kind)
+                    writers[name] = TableWriter(stage / name, file_format)
                 writers[name].write(part.drop(columns="__source"))
                 rows += len(part)
         for writer in writers.values():
             writer.close()
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    publish_dir(stage, target)
     return rows
 
 

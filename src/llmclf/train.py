@@ -15,18 +15,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import yaml
-
-from llmclf import metrics as M
-from llmclf.analysis import Part, lookup_ratings, write_analysis
+from llmclf.analysis import ScoredSplit, lookup_ratings, write_analysis
+from llmclf.artifacts import RUN_CONFIG_FILE, staged, staging_path, write_metrics, write_run_config
 from llmclf.calibration import fit_calibration, save_calibration, scale_head
 from llmclf.config import TrainArgs
-from llmclf.data import (LabelledTexts, encode_labels, load_labelled, make_label_maps, publish_dir,
-                         split_train_validation)
+from llmclf.data import LabelledTexts, encode_labels, load_labelled, make_label_maps, split_train_validation
 from llmclf.errors import UserError
-from llmclf.models import CONFIG_FILE, add_lora, load_backbone, save_classifier
-from llmclf.packing import PackedCollator, packed_trainer_class
+from llmclf.models import add_lora, load_backbone, save_classifier
+from llmclf.precision import default_device, resolve_precision
 from llmclf.predict import Classifier
 from llmclf.report import write_model_card
 
@@ -39,12 +35,8 @@ class Splits:
     id2label: dict[int, str]
 
 
-def staging_dir(output: Path) -> Path:
-    return output.parent / f".{output.name}.llmclf-partial"
-
-
 def check_output(output: Path, overwrite: bool, resume: bool) -> None:
-    stage = staging_dir(output)
+    stage = staging_path(output)
     if resume:
         if not list((stage / "checkpoints").glob("checkpoint-*")):
             raise UserError(f"--resume: no unfinished run with checkpoints for --output {output} "
@@ -54,7 +46,7 @@ def check_output(output: Path, overwrite: bool, resume: bool) -> None:
         raise UserError(f"--output {output}: an unfinished run is in {stage}; pass --resume to continue it "
                         "or --overwrite to start over.")
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not overwrite:
-        what = "holds a model" if (output / "config.json").exists() or (output / CONFIG_FILE).exists() else "is not empty"
+        what = "holds a model" if (output / "config.json").exists() or (output / RUN_CONFIG_FILE).exists() else "is not empty"
         raise UserError(f"--output {output} {what}; pass --overwrite to replace it, or choose another --output.")
 
 
@@ -100,102 +92,6 @@ class TokenizedTexts:
         return self.rows[i]
 
 
-def trainer_metrics(id2label: dict[int, str]):
-    """Trainer's compute_metrics: our metrics on softmax probabilities, flattened to scalars for its logs."""
-
-    def compute(eval_pred) -> dict[str, float]:
-        logits, labels = eval_pred.predictions, eval_pred.label_ids
-        full = M.compute_metrics(np.asarray(labels), M.softmax(logits), id2label)
-        keys = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted", "roc_auc")
-        return {k: full[k] for k in keys if full[k] is not None}
-
-    return compute
-
-
-def history_rows(log_history: list[dict]) -> list[dict]:
-    """Trainer's log history -> one row per epoch: train_loss, eval_* metrics, learning_rate."""
-    rows: dict[float, dict] = {}
-    for entry in log_history:
-        if "epoch" not in entry:
-            continue
-        row = rows.setdefault(round(float(entry["epoch"]), 4), {"epoch": round(float(entry["epoch"]), 4)})
-        for key, value in entry.items():
-            if key == "loss":
-                row["train_loss"] = value
-            elif key.startswith("eval_") and not key.endswith(("_runtime", "_per_second")):
-                row[key] = value
-            elif key == "learning_rate":
-                row[key] = value
-    return [rows[e] for e in sorted(rows) if any(k.startswith("eval_") for k in rows[e])]
-
-
-def use_bf16(args: TrainArgs) -> bool:
-    import torch
-
-    from llmclf.models import auto_bf16
-
-    return args.bf16 if args.bf16 is not None else auto_bf16("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def training_arguments(args: TrainArgs, checkpoints: Path):
-    import torch
-    from transformers import TrainingArguments
-
-    cuda = torch.cuda.is_available()
-    best = args.best_metric
-    return TrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=args.epochs,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.eval_batch_size,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        learning_rate=args.learning_rate,
-        weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
-        lr_scheduler_type=args.lr_scheduler_type,
-        optim="adamw_torch_fused" if cuda else "adamw_torch",
-        seed=args.seed,
-        data_seed=args.seed,
-        bf16=use_bf16(args),
-        use_cpu=not cuda,
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        logging_strategy="epoch",
-        save_total_limit=2 if best else 1,
-        load_best_model_at_end=best is not None,
-        metric_for_best_model=best,
-        greater_is_better=None if best is None else best != "loss",
-        report_to=[] if args.report_to == "none" else [args.report_to],
-        dataloader_num_workers=0,
-        ddp_find_unused_parameters=False,  # every trainable weight takes part in each forward pass
-        fsdp="full_shard auto_wrap" if args.fsdp else "",
-        train_sampling_strategy="group_by_length" if args.group_by_length else "random",  # wraps each decoder layer (model._no_split_modules)
-        disable_tqdm=False,
-        remove_unused_columns=not args.packing,  # packed batches carry text_ends, which no forward() names
-    )
-
-
-def trainer_class():
-    """transformers' Trainer, with evaluation and prediction always in dataset order.
-
-    transformers 5 also length-groups *evaluation* batches under group_by_length, so `Trainer.predict` returns
-    predictions in another order than the dataset's: metrics Trainer computes itself stay right (labels travel
-    with the batch), but pairing the predictions with the texts does not (it gave chance-level accuracy).
-    """
-    from transformers import Trainer
-
-    class OrderedEvalTrainer(Trainer):
-        def _get_eval_sampler(self, eval_dataset):
-            strategy = self.args.train_sampling_strategy
-            self.args.train_sampling_strategy = "random"  # the training order alone is grouped by length
-            try:
-                return super()._get_eval_sampler(eval_dataset)
-            finally:
-                self.args.train_sampling_strategy = strategy
-
-    return OrderedEvalTrainer
-
-
 def rank_checksums(model, state) -> list[float]:
     """Every rank's sum of its trainable weights: under DDP they must be equal, whichever rank you ask."""
     import torch
@@ -214,6 +110,40 @@ def check_report_to(report_to: str) -> None:
         raise UserError(f"--report-to {report_to}: {module} is not installed; run `pip install 'llmclf[{module}]'`.")
 
 
+def build_model(args: TrainArgs, id2label: dict[int, str], precision: str):
+    """The backbone with a fresh head (and LoRA adapters for a LoRA run), and its tokenizer."""
+    import torch
+
+    # A LoRA run never updates the backbone, so under bf16 it is stored in bf16: half the memory, no casts per step.
+    frozen_bf16 = args.lora and precision == "bf16"
+    model, tokenizer = load_backbone(args.model, id2label, seed=args.seed, trust_remote_code=args.trust_remote_code,
+                                     allow_pickle=args.allow_pickle, dtype=torch.bfloat16 if frozen_bf16 else None)
+    if args.lora:
+        model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, top_layers=args.lora_layers)
+    return model, tokenizer
+
+
+def build_trainer(args: TrainArgs, model, tokenizer, splits: Splits, training_args):
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback
+
+    from llmclf.packing import PackedCollator
+    from llmclf.trainer import trainer_class, trainer_metrics
+
+    # The card pads every text to max_length; "longest" pads each batch only to its own longest text; packing
+    # pads only the tails of rows that hold several texts.
+    if args.packing:
+        collator = PackedCollator(tokenizer.pad_token_id, args.max_length, args.pad_to_multiple_of)
+    else:
+        collator = DataCollatorWithPadding(tokenizer, padding=args.padding, max_length=args.max_length,
+                                           pad_to_multiple_of=args.pad_to_multiple_of if args.padding == "longest" else None)
+    callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if args.early_stopping_patience else []
+    return trainer_class(packing=args.packing)(
+        model=model, args=training_args, train_dataset=TokenizedTexts(splits.train, tokenizer, args.max_length),
+        eval_dataset=TokenizedTexts(splits.validation, tokenizer, args.max_length), data_collator=collator,
+        compute_metrics=trainer_metrics(splits.id2label), callbacks=callbacks,
+    )
+
+
 def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Path:
     """Fine-tune `args.model` on `args.data`; returns the finished output directory.
 
@@ -224,82 +154,57 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
     check_output(output, overwrite, resume)
     check_report_to(args.report_to)
     splits = load_splits(args)
-    # Imported after the cheap checks: transformers' Trainer takes seconds to import, and a typo should not wait.
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback
-
     args.label_names = [splits.id2label[i] for i in sorted(splits.id2label)]
-    import torch
-
-    # A LoRA run never updates the backbone, so under bf16 it is stored in bf16: half the memory, no casts per step.
-    frozen_bf16 = args.lora and use_bf16(args)
-    model, tokenizer = load_backbone(args.model, splits.id2label, seed=args.seed,
-                                     trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle,
-                                     dtype=torch.bfloat16 if frozen_bf16 else None)
-    if args.lora:
-        model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, top_layers=args.lora_layers)
-
-    stage = staging_dir(output)
-    training_args = training_arguments(args, stage / "checkpoints")  # joins the process group under torchrun
+    # Imported after the cheap checks: transformers' Trainer takes seconds to import, and a typo should not wait.
     from accelerate import PartialState
 
+    from llmclf.trainer import history_rows, training_arguments
+
+    precision = resolve_precision(args.precision, default_device())
+    model, tokenizer = build_model(args, splits.id2label, precision)
+    # Joins the process group under torchrun.
+    training_args = training_arguments(args, staging_path(output) / "checkpoints", bf16=precision == "bf16")
     state = PartialState()
     state.wait_for_everyone()  # every rank has checked --output before rank 0 writes beside it
-    if state.is_main_process:
-        if not resume:
-            shutil.rmtree(stage, ignore_errors=True)
-        stage.mkdir(parents=True, exist_ok=True)
-        (stage / CONFIG_FILE).write_text(yaml.safe_dump(args.to_dict(), sort_keys=False), encoding="utf-8")
-    state.wait_for_everyone()
+    # A failed or killed run keeps its staging directory, so that --resume can continue from its checkpoints.
+    with staged(output, resume=resume, keep_on_failure=True, owner=state.is_main_process) as stage:
+        if state.is_main_process:
+            write_run_config(stage, args.to_dict())
+        state.wait_for_everyone()
+        started = time.perf_counter()
+        trainer = build_trainer(args, model, tokenizer, splits, training_args)
+        result = trainer.train(resume_from_checkpoint=True if resume else None)
+        train_seconds = time.perf_counter() - started
 
-    started = time.perf_counter()
-    train_set = TokenizedTexts(splits.train, tokenizer, args.max_length)
-    validation_set = TokenizedTexts(splits.validation, tokenizer, args.max_length)
-    # The card pads every text to max_length; "longest" pads each batch only to its own longest text; packing
-    # pads only the tails of rows that hold several texts.
-    if args.packing:
-        collator = PackedCollator(tokenizer.pad_token_id, args.max_length, args.pad_to_multiple_of)
-    else:
-        collator = DataCollatorWithPadding(tokenizer, padding=args.padding, max_length=args.max_length,
-                                           pad_to_multiple_of=args.pad_to_multiple_of if args.padding == "longest" else None)
-    callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if args.early_stopping_patience else []
-    trainer = (packed_trainer_class() if args.packing else trainer_class())(
-        model=model, args=training_args, train_dataset=train_set,
-        eval_dataset=validation_set, data_collator=collator, compute_metrics=trainer_metrics(splits.id2label),
-        callbacks=callbacks,
-    )
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
-    train_seconds = time.perf_counter() - started
-    history = history_rows(trainer.state.log_history)
+        def scored(name: str, part: LabelledTexts, source: str | None) -> ScoredSplit:
+            logits = trainer.predict(TokenizedTexts(part, tokenizer, args.max_length)).predictions
+            return ScoredSplit(name, part.texts, part.labels, logits, lookup_ratings(source, args.text_column, part.texts))
 
-    def final_part(name: str, part: LabelledTexts, source: str | None) -> Part:
-        logits = trainer.predict(TokenizedTexts(part, tokenizer, args.max_length)).predictions
-        return Part(name, part.texts, part.labels, logits, lookup_ratings(source, args.text_column, part.texts))
-
-    parts = [final_part("validation", splits.validation, args.validation_data or args.data)]
-    if splits.test is not None:
-        parts.append(final_part("test", splits.test, args.test_data))
-    checksums = rank_checksums(trainer.model, state)
-    if not state.is_main_process:  # predictions above are gathered from every rank; rank 0 alone writes
-        return output
-    training = {
-        "train_seconds": round(train_seconds, 2),
-        "train_examples": len(splits.train),
-        "epochs": args.epochs,
-        "train_loss": result.training_loss,
-        "best_checkpoint": trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).name,
-        "world_size": state.num_processes,
-        "bf16": use_bf16(args),
-        "rank_param_checksums": checksums,
-    }
-
-    finish_run(stage, output, args, trainer.model, tokenizer, splits, parts, history, training)
+        parts = [scored("validation", splits.validation, args.validation_data or args.data)]
+        if splits.test is not None:
+            parts.append(scored("test", splits.test, args.test_data))
+        checksums = rank_checksums(trainer.model, state)
+        if not state.is_main_process:  # predictions above are gathered from every rank; rank 0 alone writes
+            return output
+        training = {
+            "train_seconds": round(train_seconds, 2),
+            "train_examples": len(splits.train),
+            "epochs": args.epochs,
+            "train_loss": result.training_loss,
+            "best_checkpoint": trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).name,
+            "world_size": state.num_processes,
+            "bf16": precision == "bf16",
+            "rank_param_checksums": checksums,
+        }
+        finish_run(stage, output, args, trainer.model, tokenizer, splits, parts,
+                   history_rows(trainer.state.log_history), training, precision)
     return output
 
 
-def finish_run(stage: Path, output: Path, args: TrainArgs, model, tokenizer, splits: Splits, parts: list[Part],
-               history: list[dict], training: dict) -> None:
-    """Everything after the weights are trained: calibration, analysis, report, model card, the saved model,
-    and the rename of the staging directory to `output`."""
+def finish_run(stage: Path, output: Path, args: TrainArgs, model, tokenizer, splits: Splits,
+               parts: list[ScoredSplit], history: list[dict], training: dict, precision: str) -> None:
+    """Everything after the weights are trained, written into the staging directory: calibration, analysis,
+    report, model card and the saved model. `precision` is the one the model was trained in."""
     # Temperature, then (binary) threshold, fitted on validation data; from here on the head carries the temperature.
     calibration = fit_calibration(parts[0].logits, parts[0].labels, args.threshold_objective, args.target_precision)
     in_head = scale_head(model, calibration.temperature)
@@ -307,7 +212,7 @@ def finish_run(stage: Path, output: Path, args: TrainArgs, model, tokenizer, spl
                             device=str(next(model.parameters()).device), threshold=calibration.threshold,
                             temperature=1.0 if in_head else calibration.temperature,
                             # as trained: a LoRA run's bf16 backbone needs autocast, whatever `auto` says here
-                            precision="bf16" if use_bf16(args) else "fp32")
+                            precision=precision)
     (stage / "history.jsonl").write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")
     data_info = {
         "train": args.data, "validation": args.validation_data, "test": args.test_data,
@@ -325,7 +230,6 @@ def finish_run(stage: Path, output: Path, args: TrainArgs, model, tokenizer, spl
                      plots=[str(p) for p in analysis.plots], test_metrics=results.get("test"), name=output.name,
                      analysis={"split": analysis.split, "metrics": results[analysis.split], "errors": analysis.errors,
                                "behaviour": analysis.behaviour, "temperature_in_head": in_head})
-    (stage / "metrics.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    write_metrics(stage, results)
     if not args.keep_checkpoints:
         shutil.rmtree(stage / "checkpoints", ignore_errors=True)
-    publish_dir(stage, output)

