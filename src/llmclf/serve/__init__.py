@@ -3,7 +3,7 @@
     llmclf serve --model runs/imdb --port 8000
     curl -s localhost:8000/classify -H 'content-type: application/json' -d '{"input": ["Superb!", "Dull."]}'
 
-This module holds what the CLI needs to build its parser and start the server, and imports only the standard
+This module (with `settings.py`, ServeArgs) holds what the CLI needs to build its parser and start the server, and imports only the standard
 library (and llmclf's own light modules): `llmclf --help` must not pay for FastAPI or torch. The app lives in
 `app.py` (wiring), `vllm_routes.py` and `routes.py` (endpoints), `schemas.py` (request and response models),
 `batching.py` (the queue in front of the model) and `errors.py` (JSON errors, request limits).
@@ -11,53 +11,16 @@ library (and llmclf's own light modules): `llmclf --help` must not pay for FastA
 
 import socket
 import sys
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from llmclf.config import flag
 from llmclf.errors import UserError
+from llmclf.serve.settings import ServeArgs
+
+__all__ = ["ServeArgs", "create_app", "listen_socket", "run_server"]
 
 SERVE_EXTRA = "pip install 'llmclf[serve]'"
 # Imported only when an app is built; a missing one is the user's install, not a bug.
 SERVE_PACKAGES = ("fastapi", "starlette", "pydantic", "fastapi_offline", "uvicorn")
-
-
-@dataclass
-class ServeArgs:
-    """Where the server listens, how it batches and what it accepts; each field is a `llmclf serve` flag."""
-
-    host: str = field(default="127.0.0.1", metadata={"help": "address to bind; 127.0.0.1 keeps the server "
-                      "private to this machine, 0.0.0.0 opens it to the network"})
-    port: int = field(default=8000, metadata={"help": "TCP port (0: any free port)"})
-    max_batch_size: int = field(default=32, metadata={"help": "most texts in one forward pass; 1 turns "
-                                "batching off"})
-    max_wait_ms: float = field(default=5.0, metadata={"help": "how long the first request of a batch waits "
-                               "for others to join it (0: take whatever is queued)"})
-    max_queue: int = field(default=1024, metadata={"help": "most texts waiting for the model; past it "
-                           "requests get 503 with Retry-After"})
-    max_texts_per_request: int = field(default=256, metadata={"help": "most texts in one request (413 past it)"})
-    max_chars_per_text: int = field(default=50_000, metadata={"help": "most characters in one text (413 past it)"})
-    max_body_bytes: int = field(default=8 * 1024 * 1024, metadata={"help": "largest request body, JSON or CSV "
-                                "(413 past it)"})
-    max_csv_rows: int = field(default=10_000, metadata={"help": "most rows in an uploaded CSV (413 past it)"})
-    served_model_name: str | None = field(default=None, metadata={"help": "the model name in API answers "
-                                          "(default: the --model directory's name)"})
-
-    def __post_init__(self):
-        for name in ("max_batch_size", "max_queue", "max_texts_per_request", "max_chars_per_text",
-                     "max_body_bytes", "max_csv_rows"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{flag(name)} must be at least 1, got {getattr(self, name)}.")
-        if not 0 <= self.port <= 65535:
-            raise UserError(f"--port must be between 0 and 65535, got {self.port}.")
-        if not 0 <= self.max_wait_ms <= 10_000:
-            raise UserError(f"--max-wait-ms must be between 0 and 10000, got {self.max_wait_ms}.")
-        if self.max_texts_per_request > self.max_queue:
-            raise UserError(f"--max-texts-per-request {self.max_texts_per_request} exceeds --max-queue "
-                            f"{self.max_queue}: such a request could never be queued; raise --max-queue.")
-
-    def limits(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name.startswith("max_")}
 
 
 def create_app(classifier, args: ServeArgs | None = None, model_dir: str | Path | None = None,

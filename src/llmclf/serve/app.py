@@ -10,7 +10,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from llmclf.serve import ServeArgs, routes, vllm_routes
+from llmclf.serve.routes import STATIC
+from llmclf.serve.routes import router as llmclf_router
+from llmclf.serve.vllm_routes import router as vllm_router
+from llmclf.serve.settings import ServeArgs
 from llmclf.serve.batching import Batcher
 from llmclf.serve.docs import add_docs
 from llmclf.serve.errors import BodyLimit, add_error_handlers
@@ -37,9 +40,9 @@ def build_app(classifier, args: ServeArgs, model_dir: str | Path | None, model_n
     add_docs(app)
     app.add_middleware(BodyLimit, max_bytes=args.max_body_bytes)
     add_error_handlers(app)
-    app.include_router(vllm_routes.router)
-    app.include_router(routes.router)
-    app.mount("/static", StaticFiles(directory=routes.STATIC), name="static")
+    app.include_router(vllm_router)
+    app.include_router(llmclf_router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
 

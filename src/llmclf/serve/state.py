@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from llmclf.serve import ServeArgs
+from llmclf.serve.settings import ServeArgs
 from llmclf.serve.batching import Batcher, QueueFull
 from llmclf.serve.errors import RequestError
 
