@@ -7,8 +7,7 @@
 #   call 2:  bash bench/gpu_suite.sh              (carry gpu-carry/part2, at once) runs the stages below
 #   here:    bash bench/gpu_suite.sh --dry-run    the same stages on the CPU: tiny model, a few steps (--smoke)
 #
-# Stages, in order, each under its own time limit (a stage may also use what earlier ones left unused, never
-# what later ones are due), at most 9 minutes in all:
+# Stages, in order, each under its own time limit (`timeout`), at most 9 minutes in all:
 #   gather                            part1 + part2 -> the GGUF, md5-checked (a failure stops the suite)
 #   install                           the carried wheels, offline, into /tmp/llmclf-gpu/site (--target)
 #   predict_speed-smollm2-135m        25,000 reviews: the card's Trainer.predict against llmclf's Classifier
@@ -21,7 +20,8 @@
 #
 # Environment: OUT (required, except with --dry-run: a temporary folder), LLMCLF_GPU_CARRY (where part1/ and
 # part2/ are; default gpu-carry/), LLMCLF_GPU_WORK (default /tmp/llmclf-gpu; with --dry-run a temporary
-# folder), PYTHON (default python3), LLMCLF_GPU_SUITE_SECONDS (the total; default 540, 1440 with --dry-run).
+# folder), PYTHON (default python3), LLMCLF_GPU_SUITE_SECONDS (the total; default 540, 1440 with --dry-run),
+# LLMCLF_GPU_STAGE_LIMITS (the six stages' limits in seconds, space-separated; default 20 40 120 80 150 130).
 # Exit status: 0 all stages passed, 1 some stage failed, 2 the GGUF could not be gathered (nothing ran).
 set -u
 
@@ -183,21 +183,18 @@ fi
 # The suite (call 2, or --dry-run).
 STAGES=(gather install predict_speed-smollm2-135m train_speed-smollm2-135m predict_speed-llama-3.2-1b-shape
         train_speed-llama-3.2-1b-shape)
-if ((DRY)); then LIMITS=(120 120 300 300 300 300); else LIMITS=(30 45 120 75 150 120); fi
+if ((DRY)); then LIMITS=(120 120 300 300 300 300); else LIMITS=(20 40 120 80 150 130); fi
+[[ -n ${LLMCLF_GPU_STAGE_LIMITS:-} ]] && read -r -a LIMITS <<<"$LLMCLF_GPU_STAGE_LIMITS"
+((${#LIMITS[@]} == ${#STAGES[@]})) || die "LLMCLF_GPU_STAGE_LIMITS needs ${#STAGES[@]} numbers, one per stage"
 BUDGET=${LLMCLF_GPU_SUITE_SECONDS:-$( ((DRY)) && echo 1440 || echo 540)}
 LOG=$OUT/suite.log
 : >"$OUT/suite.jsonl"
 : >"$LOG"
-reserve=0
-for own in "${LIMITS[@]}"; do reserve=$((reserve + own)); done
-reserve=$((reserve > BUDGET ? BUDGET : reserve))
 FAILED=()
 status=0
 for i in "${!STAGES[@]}"; do
     name=${STAGES[i]}
-    reserve=$((reserve - LIMITS[i]))
-    ((reserve < 0)) && reserve=0
-    limit=$((BUDGET - SECONDS - reserve))  # its own limit plus what earlier stages left unused
+    limit=$((BUDGET - SECONDS))
     if ((limit < 5)); then
         echo "=== $name: skipped, the suite's ${BUDGET} s are spent" | tee -a "$LOG"
         printf '{"stage": "%s", "rc": 124, "seconds": 0, "limit_s": %d, "timed_out": true}\n' "$name" "$limit" \
@@ -205,11 +202,13 @@ for i in "${!STAGES[@]}"; do
         FAILED+=("$name")
         continue
     fi
+    ((limit > LIMITS[i])) && limit=${LIMITS[i]}
     echo "=== $name (limit ${limit} s)" | tee -a "$LOG"
-    start=$(date +%s.%N)
+    start=$(date +%s%N)
     timeout -k 10 "$limit" bash "$SELF" --stage "$name" 2>&1 | tee -a "$LOG"
     rc=${PIPESTATUS[0]}
-    seconds=$(awk "BEGIN {printf \"%.1f\", $(date +%s.%N) - $start}")
+    tenths=$((($(date +%s%N) - start) / 100000000))
+    seconds=$((tenths / 10)).$((tenths % 10))
     timed_out=false
     ((rc == 124 || rc == 137)) && timed_out=true
     printf '{"stage": "%s", "rc": %d, "seconds": %s, "limit_s": %d, "timed_out": %s}\n' \

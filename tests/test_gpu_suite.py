@@ -125,6 +125,20 @@ def test_a_missing_first_half_says_to_make_both_calls_again(carry, tmp_path):
     assert [line["stage"] for line in suite_lines(out)] == ["gather"]
 
 
+def test_a_stage_that_runs_out_of_time_is_recorded_and_the_suite_goes_on(carry, tmp_path):
+    out = tmp_path / "out"
+    done = bash("gpu_suite.sh", "--dry-run", env={
+        "LLMCLF_GPU_CARRY": str(carry), "LLMCLF_GPU_WORK": str(tmp_path / "w"), "OUT": str(out),
+        "LLMCLF_GPU_STAGE_LIMITS": "120 120 1 1 1 1"})  # no bench even imports torch in 1 s
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = suite_lines(out)
+    assert [line["stage"] for line in lines] == STAGES
+    assert [line["rc"] for line in lines[:2]] == [0, 0]
+    assert all(line["rc"] == 124 and line["timed_out"] and line["limit_s"] >= 1 for line in lines[2:])
+    assert done.stdout.count("(timed out)") == 4 and "skipped" not in done.stdout
+    assert "gpu_suite.sh: failed: " + " ".join(STAGES[2:]) in done.stdout
+
+
 def test_the_real_suite_needs_out(tmp_path):
     done = bash("gpu_suite.sh", env={"LLMCLF_GPU_WORK": str(tmp_path / "w"), "OUT": ""})
     assert done.returncode != 0 and "OUT is unset" in done.stderr

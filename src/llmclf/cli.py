@@ -46,18 +46,19 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainArgs field, same name, the field's docstring as help; unset flags stay None."""
     docs = field_docs()
     for f in fields(TrainArgs):
-        kind = str(f.type)
-        if kind in ("bool", "bool | None"):
+        annotation = str(f.type)
+        if annotation in ("bool", "bool | None"):
             # --lora / --no-lora: a flag can also switch off what a recipe or config file switched on
             parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None,
                                 help=docs.get(f.name))
         else:
-            python_type = {"int": int, "float": float}.get(kind.split(" ")[0], str)
+            python_type = {"int": int, "float": float}.get(annotation.split(" ")[0], str)
             parser.add_argument(flag(f.name), type=python_type, default=None, help=docs.get(f.name),
                                 metavar=f.name.upper())
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
+    from llmclf.artifacts import read_metrics
     from llmclf.config import resolve_train_args
     from llmclf.metrics import summary_line
     from llmclf.train import train
@@ -71,9 +72,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
     output = train(args, overwrite=ns.overwrite, resume=ns.resume)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
         return 0
-    import json
-
-    results = json.loads((output / "metrics.json").read_text())
+    results = read_metrics(output)
     print(f"validation: {summary_line(results['validation'])}")
     if "test" in results:
         print(f"test:       {summary_line(results['test'])}")
@@ -300,8 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "GET /health, GET /v1/model, the page at /, API docs at /docs.")
     add_inference_flags(p, batch_size=False)  # serve batches by --max-batch-size
     for f in fields(ServeArgs):
-        kind = {int: int, float: float}.get(f.type, str)
-        p.add_argument(flag(f.name), type=kind, default=f.default, help=f.metadata["help"],
+        python_type = {int: int, float: float}.get(f.type, str)
+        p.add_argument(flag(f.name), type=python_type, default=f.default, help=f.metadata["help"],
                        metavar=f.name.upper())
     p.add_argument("--threshold", type=float, default=None,
                    help="binary models: the second label exactly when its probability reaches this (default: "

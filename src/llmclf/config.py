@@ -257,22 +257,22 @@ _YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 def _check_type(name: str, value: Any) -> Any:
     """YAML gives ints where floats are meant (``epochs: 10``); strings for numbers are user mistakes."""
-    kind = {f.name: f.type for f in fields(TrainArgs)}[name]
+    annotation = {f.name: f.type for f in fields(TrainArgs)}[name]
     if value is None:
-        if "None" not in kind:
-            raise UserError(f"{flag(name)} needs a value ({kind}), got none.")
+        if "None" not in annotation:
+            raise UserError(f"{flag(name)} needs a value ({annotation}), got none.")
         return None
-    if kind.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
+    if annotation.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if kind.startswith("float") and isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+    if annotation.startswith("float") and isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
         return float(value)  # PyYAML reads `3e-5` (no dot) as a string; it is what people write
-    if kind.startswith("list"):
+    if annotation.startswith("list"):
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",")]
         if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
             raise UserError(f"{flag(name)} must be a list of names, got {value!r}.")
         return [str(v) for v in value]
-    expected = {"float": float, "int": int, "bool": bool, "str": str}[kind.split(" ")[0]]
+    expected = {"float": float, "int": int, "bool": bool, "str": str}[annotation.split(" ")[0]]
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        raise UserError(f"{flag(name)} must be of type {kind}, got {value!r}.")
+        raise UserError(f"{flag(name)} must be of type {annotation}, got {value!r}.")
     return value

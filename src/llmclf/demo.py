@@ -12,7 +12,7 @@ from pathlib import Path
 
 from llmclf.config import resolve_train_args
 from llmclf.artifacts import DEFAULT_CLASSIFIER as SHIPPED_SENTIMENT
-from llmclf.artifacts import read_run_config, shipped_model_available
+from llmclf.artifacts import read_metrics, read_run_config, shipped_model_available
 from llmclf.metrics import summary_line
 
 # Hard on purpose: negation, sarcasm, mixed feelings, understatement.
@@ -47,9 +47,7 @@ def run_demo(output: str = "runs/demo", overwrite: bool = False, model: str = "s
           f"of films, products and services; 80/20 split, seed {args.seed}) on the CPU...")
     out = train(args, overwrite=overwrite)
     classifier = Classifier.from_pretrained(str(out))
-    import json
-
-    validation = json.loads((out / "metrics.json").read_text())["validation"]
+    validation = read_metrics(out)["validation"]
     print(f"\nvalidation ({validation['n']} held-out reviews): {summary_line(validation)}")
     print(f"trained and evaluated in {time.perf_counter() - started:.0f} s\n")
     # Side by side: the model just trained on 288 reviews, and the shipped one trained on 12,000 IMDb reviews.
