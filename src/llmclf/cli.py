@@ -227,10 +227,7 @@ def positive_int(value: str) -> int:
     return number
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="llmclf", description="Decoder LLMs as text classifiers: train, evaluate, predict.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-
+def add_train_command(sub) -> None:
     p = sub.add_parser("train", help="fine-tune a classifier", description="Fine-tune a classifier. Settings: "
                        "defaults, then --recipe or --config, then the flags below.")
     p.add_argument("--recipe", help=f"a named recipe: {', '.join(recipe_names())} (default: default)")
@@ -240,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_flags(p)
     p.set_defaults(func=cmd_train)
 
+
+def add_evaluate_command(sub) -> None:
     p = sub.add_parser("evaluate", help="evaluate a trained classifier on labelled data")
     add_inference_flags(p, model_default=None)
     p.add_argument("--data", required=True, help="labelled data: a file, folder or hub dataset name[:split]")
@@ -249,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     p.set_defaults(func=cmd_evaluate)
 
+
+def add_predict_command(sub) -> None:
     p = sub.add_parser("predict", help="label texts or a file with a trained classifier")
     p.add_argument("texts", nargs="*", help="texts to classify, or - to read one per line from stdin")
     add_inference_flags(p)
@@ -275,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
     p.set_defaults(func=cmd_predict)
 
+
+def add_check_command(sub) -> None:
     p = sub.add_parser("check", help="run the behaviour checks (negation, sarcasm, typos...) on a sentiment model",
                        description="CheckList-style behaviour checks for a sentiment classifier: pass rate per check; "
                        "--output saves every failure as JSON.")
@@ -287,11 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=probability, default=None, help="override the model's saved threshold")
     p.set_defaults(func=cmd_check)
 
+
+def add_demo_command(sub) -> None:
     p = sub.add_parser("demo", help="the whole pipeline offline on a bundled sample, in minutes on a CPU")
     p.add_argument("--output", default="runs/demo", help="where the demo model and report go")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     p.set_defaults(func=cmd_demo)
 
+
+def add_serve_command(sub) -> None:
     from llmclf.serve import ServeArgs  # stdlib only at import; FastAPI is imported when the app is built
 
     p = sub.add_parser("serve", help="serve a classifier over HTTP, with a web page to try it",
@@ -308,6 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-confidence", type=float, default=None,
                    help="flag predictions whose top probability is below this with needs_review")
     p.set_defaults(func=cmd_serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="llmclf", description="Decoder LLMs as text classifiers: train, evaluate, predict.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    add_train_command(sub)
+    add_evaluate_command(sub)
+    add_predict_command(sub)
+    add_check_command(sub)
+    add_demo_command(sub)
+    add_serve_command(sub)
     return parser
 
 
