@@ -84,14 +84,27 @@ def load_splits(args: TrainArgs) -> Splits:
 
 
 class TokenizedTexts:
-    """A list-backed dataset of tokenized examples; padding happens per batch in the collator."""
+    """A list-backed dataset of tokenized examples; padding happens per batch in the collator.
 
-    def __init__(self, part: LabelledTexts, tokenizer, max_length: int):
-        encoded = tokenizer(part.texts, truncation=True, max_length=max_length)
-        self.rows = [
-            {"input_ids": ids, "attention_mask": mask, "labels": label}
-            for ids, mask, label in zip(encoded["input_ids"], encoded["attention_mask"], part.labels)
-        ]
+    Each text is one window as `Classifier` cuts it (prompt template kept whole, only the text cut): the
+    head_tail window for truncation head_tail, else the head window (chunks trains on each text's start)."""
+
+    def __init__(self, part: LabelledTexts, tokenizer, max_length: int, truncation: str = "head", prompt=None):
+        from llmclf.predict import CHARS_PER_TOKEN_BOUND, windows
+        from llmclf.prompts import PromptEncoding
+
+        prompt = prompt or PromptEncoding.build(tokenizer)
+        mode = "head_tail" if truncation == "head_tail" else "head"
+        cut = max_length * CHARS_PER_TOKEN_BOUND  # a huge text is not tokenized whole (as in Classifier)
+        texts = [t if len(t) <= 2 * cut else (t[:cut] + t[-cut:] if mode == "head_tail" else t[:cut])
+                 for t in (str(t) for t in part.texts)]
+        encoded = tokenizer([prompt.lead + t for t in texts], add_special_tokens=False)["input_ids"]
+        filler = [tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id]
+        self.rows = []
+        for ids, label in zip(encoded, part.labels):
+            ids = list(ids) or ([] if prompt.template is not None else filler)  # as Classifier._encode
+            window = windows(ids, max_length, mode, prompt.prefix, suffix=prompt.suffix)[0]
+            self.rows.append({"input_ids": window, "attention_mask": [1] * len(window), "labels": label})
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -159,7 +172,10 @@ def training_arguments(args: TrainArgs, checkpoints: Path):
         bf16=use_bf16(args),
         use_cpu=not cuda,
         eval_strategy="epoch",
-        save_strategy="epoch",
+        # save_steps: also mid-epoch, so a killed long run loses at most that many steps (never with
+        # best_metric, which needs save and evaluation to coincide: TrainArgs refuses the pair).
+        save_strategy="steps" if args.save_steps else "epoch",
+        save_steps=args.save_steps or 500,
         logging_strategy="epoch",
         save_total_limit=2 if best else 1,
         load_best_model_at_end=best is not None,
@@ -235,6 +251,7 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
     model, tokenizer = load_backbone(args.model, splits.id2label, seed=args.seed,
                                      trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle,
                                      dtype=torch.bfloat16 if frozen_bf16 else None)
+    prompt = prepare_head(args, model, tokenizer)  # checks the template and label words before anything is written
     if args.lora:
         model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, top_layers=args.lora_layers)
 
@@ -252,8 +269,8 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
     state.wait_for_everyone()
 
     started = time.perf_counter()
-    train_set = TokenizedTexts(splits.train, tokenizer, args.max_length)
-    validation_set = TokenizedTexts(splits.validation, tokenizer, args.max_length)
+    train_set = TokenizedTexts(splits.train, tokenizer, args.max_length, args.truncation, prompt)
+    validation_set = TokenizedTexts(splits.validation, tokenizer, args.max_length, args.truncation, prompt)
     # The card pads every text to max_length; "longest" pads each batch only to its own longest text; packing
     # pads only the tails of rows that hold several texts.
     if args.packing:
@@ -271,16 +288,10 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
     train_seconds = time.perf_counter() - started
     history = history_rows(trainer.state.log_history)
 
-    def final_part(name: str, part: LabelledTexts, source: str | None) -> Part:
-        logits = trainer.predict(TokenizedTexts(part, tokenizer, args.max_length)).predictions
-        return Part(name, part.texts, part.labels, logits, lookup_ratings(source, args.text_column, part.texts))
-
-    parts = [final_part("validation", splits.validation, args.validation_data or args.data)]
-    if splits.test is not None:
-        parts.append(final_part("test", splits.test, args.test_data))
     checksums = rank_checksums(trainer.model, state)
-    if not state.is_main_process:  # predictions above are gathered from every rank; rank 0 alone writes
+    if not state.is_main_process:  # rank 0 alone scores the final model and writes
         return output
+    parts = final_parts(args, trainer.model, tokenizer, splits)
     training = {
         "train_seconds": round(train_seconds, 2),
         "train_examples": len(splits.train),
@@ -296,6 +307,49 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
     return output
 
 
+def prepare_head(args: TrainArgs, model, tokenizer):
+    """The run's prompt encoding (a UserError for a template that does not fit this backbone or max_length),
+    and for head_init label-words the head set from the label words' output-embedding rows."""
+    from llmclf.prompts import PromptEncoding
+
+    prompt = PromptEncoding.build(tokenizer, args.prompt_template, args.label_names)
+    prompt.room(args.max_length)
+    if args.head_init == "label-words":
+        from llmclf.zeroshot import init_label_word_head, parse_labels
+
+        words = args.label_words
+        if words is None and all(name.lstrip("-").isdigit() for name in args.label_names):
+            raise UserError("--head-init label-words: the labels are integers "
+                            f"({', '.join(args.label_names)}), which are no words; pass --label-words (one word "
+                            "per label, e.g. negative,positive) or --label-names.")
+        words = parse_labels(words if words is not None else args.label_names, "--label-words")
+        if len(words) != len(args.label_names):
+            raise UserError(f"--label-words: {len(words)} word(s) for {len(args.label_names)} labels "
+                            f"({', '.join(args.label_names)}); give one word per label, in that order.")
+        init_label_word_head(model, tokenizer, words, prompt.tail, args.model, args.trust_remote_code)
+    return prompt
+
+
+def final_parts(args: TrainArgs, model, tokenizer, splits: Splits) -> list[Part]:
+    """Validation (and test) logits as `llmclf evaluate` computes them from the saved model: through
+    `Classifier`, with the run's truncation mode and prompt template (for chunks, the log of the windows' mean
+    probabilities), so evaluating the finished model on the same rows reproduces metrics.json."""
+    from llmclf.analysis import model_logits
+
+    classifier = Classifier(model, tokenizer, max_length=args.max_length, batch_size=args.eval_batch_size,
+                            device=str(next(model.parameters()).device), truncation=args.truncation,
+                            prompt_template=args.prompt_template, temperature=1.0,
+                            precision="bf16" if use_bf16(args) else "fp32")
+    parts = []
+    for name, part, source in (("validation", splits.validation, args.validation_data or args.data),
+                               ("test", splits.test, args.test_data)):
+        if part is not None:
+            logits, _ = model_logits(classifier, part.texts)
+            parts.append(Part(name, part.texts, part.labels, logits,
+                              lookup_ratings(source, args.text_column, part.texts)))
+    return parts
+
+
 def finish_run(stage: Path, output: Path, args: TrainArgs, model, tokenizer, splits: Splits, parts: list[Part],
                history: list[dict], training: dict) -> None:
     """Everything after the weights are trained: calibration, analysis, report, model card, the saved model,
@@ -306,6 +360,7 @@ def finish_run(stage: Path, output: Path, args: TrainArgs, model, tokenizer, spl
     classifier = Classifier(model, tokenizer, max_length=args.max_length, batch_size=args.eval_batch_size,
                             device=str(next(model.parameters()).device), threshold=calibration.threshold,
                             temperature=1.0 if in_head else calibration.temperature,
+                            truncation=args.truncation, prompt_template=args.prompt_template,
                             # as trained: a LoRA run's bf16 backbone needs autocast, whatever `auto` says here
                             precision="bf16" if use_bf16(args) else "fp32")
     (stage / "history.jsonl").write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")
