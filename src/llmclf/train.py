@@ -25,7 +25,7 @@ from llmclf.config import TrainArgs
 from llmclf.data import (LabelledTexts, encode_labels, load_labelled, make_label_maps, publish_dir,
                          split_train_validation)
 from llmclf.errors import UserError
-from llmclf.models import CONFIG_FILE, add_lora, load_backbone, save_classifier
+from llmclf.models import CONFIG_FILE, add_lora, load_backbone, quiet_progress, save_classifier
 from llmclf.packing import PackedCollator, packed_trainer_class
 from llmclf.predict import Classifier
 from llmclf.report import write_model_card
@@ -248,9 +248,10 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
 
     # A LoRA run never updates the backbone, so under bf16 it is stored in bf16: half the memory, no casts per step.
     frozen_bf16 = args.lora and use_bf16(args)
-    model, tokenizer = load_backbone(args.model, splits.id2label, seed=args.seed,
-                                     trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle,
-                                     dtype=torch.bfloat16 if frozen_bf16 else None)
+    with quiet_progress():  # a template or label word that does not fit the backbone stays a one-line error
+        model, tokenizer = load_backbone(args.model, splits.id2label, seed=args.seed,
+                                         trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle,
+                                         dtype=torch.bfloat16 if frozen_bf16 else None)
     prompt = prepare_head(args, model, tokenizer)  # checks the template and label words before anything is written
     if args.lora:
         model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, top_layers=args.lora_layers)
