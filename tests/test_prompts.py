@@ -114,3 +114,101 @@ def test_chat_needs_a_chat_template(tiny):
                    tokenizer, CHAT, ["a", "b"])
     finally:
         tokenizer.chat_template = saved
+
+
+# --- a template saved with a trained model, applied by every entry point -------------------------------------
+
+@pytest.fixture(scope="module")
+def templated_run(tmp_path_factory):
+    """A tiny model trained with a template (max_length 24: the longest validation texts run as chunks)."""
+    import pandas as pd
+    from conftest import SENTIMENT, keyword_rows
+
+    from llmclf.cli import main
+
+    root = tmp_path_factory.mktemp("templated")
+    rows = keyword_rows({"negative": SENTIMENT["neg"], "positive": SENTIMENT["pos"]}, 120, seed=3)
+    for row in rows[100:106]:
+        row["text"] = " ".join([row["text"]] * 6)
+    pd.DataFrame(rows[:90]).to_csv(root / "train.csv", index=False)
+    pd.DataFrame(rows[90:]).to_csv(root / "valid.csv", index=False)
+    out = root / "model"
+    assert main(["train", "--data", str(root / "train.csv"), "--validation-data", str(root / "valid.csv"),
+                 "--model", "tiny-random-llama", "--epochs", "2", "--learning-rate", "3e-3", "--max-length", "24",
+                 "--prompt-template", TEMPLATE, "--head-init", "label-words", "--output", str(out)]) == 0
+    valid = pd.read_csv(root / "valid.csv")
+    return out, valid["text"].tolist(), valid["label"].tolist(), root
+
+
+def without_template(classifier):
+    classifier.prompt = PromptEncoding.build(classifier.tokenizer)
+    classifier.prompt_template = None
+    return classifier
+
+
+def reference_loss(classifier, texts, labels, model_dir):
+    from llmclf.analysis import model_logits
+    from llmclf.calibration import nll
+
+    logits, calibration = model_logits(classifier, texts, str(model_dir))
+    ids = [classifier.labels.index(label) for label in labels]
+    return nll(logits, ids, calibration.temperature)
+
+
+@pytest.mark.parametrize("entry", ["train", "evaluate", "predict", "serve", "Classifier"])
+def test_saved_template_is_applied_by_every_entry_point(templated_run, entry):
+    import json
+
+    import pandas as pd
+
+    out, texts, labels, root = templated_run
+    assert "prompt_template: 'Review: {text}\\nSentiment:'" in (out / "llmclf_config.yaml").read_text()
+    classifier = Classifier.from_pretrained(str(out))
+    assert classifier.prompt_template == TEMPLATE and classifier.truncation == "chunks" and classifier.max_length == 24
+    plain = without_template(Classifier.from_pretrained(str(out)))
+    if entry in ("train", "evaluate"):
+        metrics = json.loads((out / "metrics.json").read_text())["validation"]
+        if entry == "evaluate":
+            from llmclf.evaluate import evaluate
+
+            got = evaluate(str(out), str(root / "valid.csv"))
+            for key in ("accuracy", "roc_auc", "loss", "ece"):
+                assert got[key] == pytest.approx(metrics[key], abs=1e-6), key
+            metrics = got
+        assert metrics["loss"] == pytest.approx(reference_loss(classifier, texts, labels, out), abs=1e-6)
+        assert abs(metrics["loss"] - reference_loss(plain, texts, labels, out)) > 1e-3
+        return
+    want, unwanted = classifier.predict_proba(texts), plain.predict_proba(texts)
+    assert np.abs(want - unwanted).max() > 1e-3
+    if entry == "predict":
+        from llmclf.cli import main
+
+        pd.DataFrame({"text": texts}).to_csv(root / "texts.csv", index=False)
+        assert main(["predict", "--model", str(out), "--input", str(root / "texts.csv"), "--output",
+                     str(root / "scored.csv"), "--overwrite"]) == 0
+        scored = pd.read_csv(root / "scored.csv")
+        got = scored[[f"prob_{name}" for name in classifier.labels]].to_numpy()
+    elif entry == "serve":
+        import urllib.request
+
+        from llmclf.serve import ServerProcess
+
+        with ServerProcess(out) as server:
+            request = urllib.request.Request(server.url + "/v1/predict", data=json.dumps({"texts": texts}).encode(),
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=60) as response:
+                body = json.loads(response.read())
+        got = np.array([[p["probs"][name] for name in classifier.labels] for p in body["predictions"]])
+    else:
+        prefix, suffix = classifier.prompt.prefix, classifier.prompt.suffix
+        assert classifier.tokenizer.decode(prefix) == "Review:" and classifier.tokenizer.decode(suffix) == "\nSentiment:"
+        assert all(w[: len(prefix)] == prefix and w[-len(suffix):] == suffix for t in texts for w in classifier._encode(t))
+        assert any(len(classifier._encode(t)) > 1 for t in texts)  # chunks, as saved
+        got = want
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_model_card_shows_the_template(templated_run):
+    out = templated_run[0]
+    card = (out / "README.md").read_text()
+    assert "Classifier.from_pretrained" in card and "applies the saved prompt template" in card
