@@ -109,3 +109,20 @@ def test_zero_shot_with_contextual_calibration_labels_obvious_reviews():
     assert classifier.predict(list(OBVIOUS)) == list(OBVIOUS.values())
     probs = classifier.predict_proba(["N/A", "", "[MASK]"]).mean(axis=0)
     np.testing.assert_allclose(probs, [0.5, 0.5], atol=0.05)
+
+
+def test_zero_shot_serve_on_the_tiny_backbone():
+    import json
+    import urllib.request
+
+    from llmclf.serve import ServerProcess
+
+    reference = Classifier.from_pretrained("tiny-random-llama", labels=["neg", "pos"], max_length=64, precision="fp32")
+    with ServerProcess("tiny-random-llama", labels="neg,pos", max_length=64) as server:
+        request = urllib.request.Request(server.url + "/v1/predict", data=json.dumps({"texts": ["good", "bad"]}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = json.loads(response.read())
+    assert body["labels"] == ["neg", "pos"]
+    got = np.array([[p["probs"]["neg"], p["probs"]["pos"]] for p in body["predictions"]])
+    np.testing.assert_allclose(got, reference.predict_proba(["good", "bad"]), atol=1e-5)
