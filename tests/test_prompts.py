@@ -212,3 +212,21 @@ def test_model_card_shows_the_template(templated_run):
     out = templated_run[0]
     card = (out / "README.md").read_text()
     assert "Classifier.from_pretrained" in card and "applies the saved prompt template" in card
+
+
+def test_saved_truncation_is_the_default_and_a_flag_overrides_it(tiny_classifier_dir, tmp_path):
+    import shutil
+
+    import yaml
+
+    from llmclf.cli import build_parser, classifier_options
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_classifier_dir, model)
+    (model / "llmclf_config.yaml").write_text(yaml.safe_dump({"model": "tiny-random-llama", "max_length": 64,
+                                                             "truncation": "head_tail"}))
+    assert Classifier.from_pretrained(str(model)).truncation == "head_tail"
+    assert Classifier.from_pretrained(str(model), truncation="head").truncation == "head"
+    assert Classifier.from_pretrained(str(tiny_classifier_dir)).truncation == "chunks"  # saved before the setting
+    ns = build_parser().parse_args(["predict", "--model", str(model), "x"])
+    assert Classifier.from_pretrained(str(model), **classifier_options(ns)).truncation == "head_tail"
