@@ -135,3 +135,21 @@ class PromptEncoding:
             raise UserError(f"--max-length {max_length} leaves no room for text after the prompt template's "
                             f"{len(self.prefix) + len(self.suffix)} tokens; raise --max-length or shorten the template.")
         return room
+
+
+def training_windows(texts: list[str], tokenizer, max_length: int, truncation: str = "head",
+                     prompt: PromptEncoding | None = None) -> list[list[int]]:
+    """One window per text as `Classifier` cuts it (the template kept whole, only the text cut): the head_tail
+    window for truncation head_tail, else the head window (a chunks model trains on each text's start)."""
+    from llmclf.predict import CHARS_PER_TOKEN_BOUND, windows
+
+    prompt = prompt or PromptEncoding.build(tokenizer)
+    mode = "head_tail" if truncation == "head_tail" else "head"
+    cut = max_length * CHARS_PER_TOKEN_BOUND  # a huge text is not tokenized whole (as in Classifier)
+    texts = [t if len(t) <= 2 * cut else (t[:cut] + t[-cut:] if mode == "head_tail" else t[:cut])
+             for t in (str(t) for t in texts)]
+    encoded = tokenizer([prompt.lead + t for t in texts], add_special_tokens=False)["input_ids"]
+    filler = [tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id]
+    # An empty text alone gets one token to pool, as in Classifier._encode; with a template, the template's.
+    return [windows(list(ids) or ([] if prompt.template is not None else filler), max_length, mode, prompt.prefix,
+                    suffix=prompt.suffix)[0] for ids in encoded]

@@ -29,6 +29,7 @@ from llmclf.models import CONFIG_FILE, add_lora, load_backbone, quiet_progress, 
 from llmclf.packing import PackedCollator, packed_trainer_class
 from llmclf.predict import Classifier
 from llmclf.report import write_model_card
+from llmclf.zeroshot import prepare_head
 
 
 @dataclass
@@ -84,27 +85,15 @@ def load_splits(args: TrainArgs) -> Splits:
 
 
 class TokenizedTexts:
-    """A list-backed dataset of tokenized examples; padding happens per batch in the collator.
-
-    Each text is one window as `Classifier` cuts it (prompt template kept whole, only the text cut): the
-    head_tail window for truncation head_tail, else the head window (chunks trains on each text's start)."""
+    """A list-backed dataset of tokenized examples, one window per text as `Classifier` cuts it
+    (llmclf.prompts.training_windows); padding happens per batch in the collator."""
 
     def __init__(self, part: LabelledTexts, tokenizer, max_length: int, truncation: str = "head", prompt=None):
-        from llmclf.predict import CHARS_PER_TOKEN_BOUND, windows
-        from llmclf.prompts import PromptEncoding
+        from llmclf.prompts import training_windows
 
-        prompt = prompt or PromptEncoding.build(tokenizer)
-        mode = "head_tail" if truncation == "head_tail" else "head"
-        cut = max_length * CHARS_PER_TOKEN_BOUND  # a huge text is not tokenized whole (as in Classifier)
-        texts = [t if len(t) <= 2 * cut else (t[:cut] + t[-cut:] if mode == "head_tail" else t[:cut])
-                 for t in (str(t) for t in part.texts)]
-        encoded = tokenizer([prompt.lead + t for t in texts], add_special_tokens=False)["input_ids"]
-        filler = [tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id]
-        self.rows = []
-        for ids, label in zip(encoded, part.labels):
-            ids = list(ids) or ([] if prompt.template is not None else filler)  # as Classifier._encode
-            window = windows(ids, max_length, mode, prompt.prefix, suffix=prompt.suffix)[0]
-            self.rows.append({"input_ids": window, "attention_mask": [1] * len(window), "labels": label})
+        self.rows = [{"input_ids": window, "attention_mask": [1] * len(window), "labels": label}
+                     for window, label in zip(training_windows(part.texts, tokenizer, max_length, truncation, prompt),
+                                              part.labels)]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -306,29 +295,6 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
 
     finish_run(stage, output, args, trainer.model, tokenizer, splits, parts, history, training)
     return output
-
-
-def prepare_head(args: TrainArgs, model, tokenizer):
-    """The run's prompt encoding (a UserError for a template that does not fit this backbone or max_length),
-    and for head_init label-words the head set from the label words' output-embedding rows."""
-    from llmclf.prompts import PromptEncoding
-
-    prompt = PromptEncoding.build(tokenizer, args.prompt_template, args.label_names)
-    prompt.room(args.max_length)
-    if args.head_init == "label-words":
-        from llmclf.zeroshot import init_label_word_head, parse_labels
-
-        words = args.label_words
-        if words is None and all(name.lstrip("-").isdigit() for name in args.label_names):
-            raise UserError("--head-init label-words: the labels are integers "
-                            f"({', '.join(args.label_names)}), which are no words; pass --label-words (one word "
-                            "per label, e.g. negative,positive) or --label-names.")
-        words = parse_labels(words if words is not None else args.label_names, "--label-words")
-        if len(words) != len(args.label_names):
-            raise UserError(f"--label-words: {len(words)} word(s) for {len(args.label_names)} labels "
-                            f"({', '.join(args.label_names)}); give one word per label, in that order.")
-        init_label_word_head(model, tokenizer, words, prompt.tail, args.model, args.trust_remote_code)
-    return prompt
 
 
 def final_parts(args: TrainArgs, model, tokenizer, splits: Splits) -> list[Part]:

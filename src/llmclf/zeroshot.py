@@ -184,3 +184,25 @@ def zero_shot_classifier(cls, backbone: str, labels, label_words=None, trust_rem
         classifier.model.config.llmclf = {**(getattr(classifier.model.config, "llmclf", None) or {}),
                                           "label_bias": classifier.label_bias.tolist()}
     return classifier
+
+
+def prepare_head(args, model, tokenizer):
+    """For `llmclf train` (args: TrainArgs), before anything is written: the run's prompt encoding (a UserError
+    for a template that does not fit this backbone or max_length), and for head_init label-words the head set
+    from the label words' output-embedding rows (before LoRA is added)."""
+    from llmclf.prompts import PromptEncoding
+
+    prompt = PromptEncoding.build(tokenizer, args.prompt_template, args.label_names)
+    prompt.room(args.max_length)
+    if args.head_init == "label-words":
+        words = args.label_words
+        if words is None and all(name.lstrip("-").isdigit() for name in args.label_names):
+            raise UserError("--head-init label-words: the labels are integers "
+                            f"({', '.join(args.label_names)}), which are no words; pass --label-words (one word "
+                            "per label, e.g. negative,positive) or --label-names.")
+        words = parse_labels(words if words is not None else args.label_names, "--label-words")
+        if len(words) != len(args.label_names):
+            raise UserError(f"--label-words: {len(words)} word(s) for {len(args.label_names)} labels "
+                            f"({', '.join(args.label_names)}); give one word per label, in that order.")
+        init_label_word_head(model, tokenizer, words, prompt.tail, args.model, args.trust_remote_code)
+    return prompt
