@@ -52,9 +52,9 @@ def main() -> None:
                      "all_s": [round(s, 3) for s in cached], "limit_s": 10.0})
     print(f"{'step':<46} {'seconds':>10} {'runs':>5} {'limit_s':>8}")
     for row in rows:
-        row["seconds"] = round(row["seconds"], 6)
+        row["seconds"] = float(f"{row['seconds']:.4g}")
         limit = "" if row["limit_s"] is None else f"{row['limit_s']:.1f}"
-        print(f"{row['step']:<46} {row['seconds']:>10.4f} {row['runs']:>5} {limit:>8}")
+        print(f"{row['step']:<46} {row['seconds']:>10.4g} {row['runs']:>5} {limit:>8}")
     write_result("load_time", {"bench": "load_time", **machine(), "model": "smollm2-135m (GGUF Q4_1, float32)",
                                "rows": rows})
 

@@ -66,7 +66,22 @@ def existing_model_output(path: Path) -> None:
     (path / "out" / "model.safetensors").write_bytes(b"the weights of a model someone trained before")
 
 
+def model_without_chat_template(path: Path) -> None:
+    """A tiny causal LM whose tokenizer (SmolLM2's, chat template removed) has no chat template."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from llmclf.models import default_tokenizer_dir, load_tokenizer
+
+    tokenizer = load_tokenizer(str(default_tokenizer_dir()))
+    tokenizer.chat_template = None
+    tokenizer.save_pretrained(path / "model")
+    (path / "model" / "chat_template.jinja").unlink(missing_ok=True)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=1)).save_pretrained(path / "model")
+
+
 DATA = {"d.csv": TWO_CLASSES}
+INT_LABELS = {"d.csv": "text,label\n" + "".join(f"review number {i},{i % 2}\n" for i in range(10))}
 TRAIN_CASES = [
     Case("missing-data-file", [*TRAIN, "--data", "nope.csv"], r"--data nope\.csv: file not found"),
     Case("unknown-format", [*TRAIN, "--data", "data.xlsx"], r"--data data\.xlsx: unknown format '\.xlsx'.*\.csv",
@@ -110,6 +125,28 @@ TRAIN_CASES = [
          files={**DATA, "run.yaml": "epochs: 1\nlearning_rte: 1.0e-4\n"}),
     Case("recipe-and-config", [*TRAIN, "--data", "d.csv", "--recipe", "seed", "--config", "run.yaml"],
          r"--recipe and --config both given", files={**DATA, "run.yaml": "epochs: 1\n"}),
+    Case("template-without-text", [*TRAIN, "--data", "d.csv", "--prompt-template", "Review:"],
+         r"--prompt-template 'Review:': put \{text\} in it exactly once", files=DATA),
+    Case("template-other-placeholder", [*TRAIN, "--data", "d.csv", "--prompt-template", "{title}: {text}"],
+         r"unknown placeholder\(s\) \{title\}; the only one is \{text\}", files=DATA),
+    Case("template-leaves-no-room", [*TRAIN, "--data", "d.csv", "--prompt-template", "chat", "--max-length", "8"],
+         r"--max-length 8 leaves no room for text after the prompt template's \d+ tokens", files=DATA),
+    Case("chat-template-missing", ["train", "--model", "model", "--output", "out", "--data", "d.csv",
+                                   "--prompt-template", "chat"],
+         r"--prompt-template chat: this backbone's tokenizer has no chat template", files=DATA,
+         setup=model_without_chat_template),
+    Case("label-words-integer-labels", [*TRAIN, "--data", "d.csv", "--head-init", "label-words"],
+         r"--head-init label-words: the labels are integers \(0, 1\), which are no words; pass --label-words",
+         files=INT_LABELS),
+    Case("label-word-not-encodable", [*TRAIN, "--data", "d.csv", "--head-init", "label-words",
+                                      "--label-words", "<|endoftext|>,good"],
+         r"--label-words: the tokenizer cannot encode '<\|endoftext\|>'", files=DATA),
+    Case("label-words-count", [*TRAIN, "--data", "d.csv", "--head-init", "label-words", "--label-words", "bad"],
+         r"--label-words: 1 word\(s\) for 2 labels \(neg, pos\)", files=DATA),
+    Case("label-words-without-head-init", [*TRAIN, "--data", "d.csv", "--label-words", "bad,good"],
+         r"--label-words sets the words of --head-init label-words", files=DATA),
+    Case("save-steps-with-best-metric", [*TRAIN, "--data", "d.csv", "--save-steps", "5", "--best-metric", "loss"],
+         r"--save-steps checkpoints mid-epoch while --best-metric compares epochs", files=DATA),
 ]
 
 MODEL_CASES = []
@@ -169,6 +206,19 @@ PREDICT_CASES = [
          r"argument --threshold: must be in \(0, 1\], got 2"),
     Case("predict-engine-ray-without-input", ["predict", "--model", TINY, "--engine", "ray", "a fine film"],
          r"--engine ray scores files: pass --input DIR_OR_GLOB --output DIR"),
+    Case("predict-labels-differ", ["predict", "--model", TINY, "--labels", "spam,ham", "a fine film"],
+         r"--labels spam,ham: .* is a fine-tuned classifier with labels neg,pos; drop --labels"),
+    Case("predict-empty-labels", ["predict", "--model", "tiny-random-llama", "--labels", ",", "a fine film"],
+         r"--labels: empty label list; give the label names"),
+    Case("predict-template-without-text", ["predict", "--model", "tiny-random-llama", "--labels", "neg,pos",
+                                           "--prompt-template", "Review:", "a fine film"],
+         r"--prompt-template 'Review:': put \{text\} in it exactly once"),
+    Case("predict-chat-template-missing", ["predict", "--model", "model", "--labels", "neg,pos", "--prompt-template",
+                                           "chat", "a fine film"],
+         r"--prompt-template chat: this backbone's tokenizer has no chat template",
+         setup=model_without_chat_template),
+    Case("predict-label-words-without-labels", ["predict", "--model", TINY, "--label-words", "bad,good", "x"],
+         r"--label-words names the words of --labels \(zero-shot\); pass --labels too"),
     # Found once the model has loaded, some while scoring:
     Case("predict-input-not-found", [*SCORE[:4], "nope.csv", "--output", "o.csv"],
          r"--input nope\.csv: file not found"),
@@ -207,6 +257,8 @@ EVALUATE_CASES = [
 
 SERVE = ["serve", "--model", TINY]
 SERVE_CASES = [
+    Case("serve-labels-differ", [*SERVE, "--port", "0", "--labels", "spam,ham"],
+         r"--labels spam,ham: .* is a fine-tuned classifier with labels neg,pos; drop --labels"),
     Case("serve-port-out-of-range", [*SERVE, "--port", "70000"], r"--port must be between 0 and 65535, got 70000"),
     Case("serve-port-not-a-number", [*SERVE, "--port", "abc"], r"argument --port: invalid int value: 'abc'"),
     Case("serve-max-batch-size-0", [*SERVE, "--max-batch-size", "0"], r"--max-batch-size must be at least 1, got 0"),

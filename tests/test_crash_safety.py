@@ -78,4 +78,4 @@ def test_cuda_out_of_memory_is_one_clear_line(tiny_classifier_dir, monkeypatch, 
     monkeypatch.setattr(predict_module.Classifier, "predict_proba", boom)
     assert main(["predict", "--model", str(tiny_classifier_dir), "some text"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "llmclf: error: out of GPU memory; pass a smaller --batch-size or --max-length."
+    assert err == "llmclf: error: out of GPU memory; pass a smaller --batch-size (--eval-batch-size when scoring) or --max-length."

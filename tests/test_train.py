@@ -73,6 +73,35 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path, news_json
     assert not staging_dir(killed).exists()
 
 
+@pytest.mark.slow  # trains in a subprocess, kills it, resumes
+def test_resume_from_a_mid_epoch_save_steps_checkpoint_after_sigkill(tmp_path, news_jsonl):
+    """--save-steps 5 checkpoints inside the first epoch (16 steps); a run killed once that checkpoint exists
+    resumes from it (not from the start) and ends with the uninterrupted run's loss and accuracy."""
+    args = [*TINY, "--save-steps", "5"]
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "llmclf", "train", "--data", str(news_jsonl), "--output", str(killed), *args]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = staging_dir(killed) / "checkpoints"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    saved = sorted(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
+    assert saved and saved[-1] % 16 != 0, f"expected a mid-epoch checkpoint, found steps {saved}"
+    state = json.loads((checkpoints / f"checkpoint-{saved[-1]}" / "trainer_state.json").read_text())
+    assert 0 < state["epoch"] < 3 and state["global_step"] == saved[-1]
+
+    assert main(["train", "--data", str(news_jsonl), "--output", str(killed), *args, "--resume"]) == 0
+    straight = tmp_path / "straight"
+    assert main(["train", "--data", str(news_jsonl), "--output", str(straight), *args]) == 0
+    resumed = json.loads((killed / "metrics.json").read_text())["validation"]
+    expected = json.loads((straight / "metrics.json").read_text())["validation"]
+    assert resumed["loss"] == pytest.approx(expected["loss"], abs=1e-4)
+    assert resumed["accuracy"] == expected["accuracy"]
+    assert [json.loads(row)["epoch"] for row in (killed / "history.jsonl").read_text().splitlines()] == [1.0, 2.0, 3.0]
+
+
 def test_padding_to_a_multiple_gives_the_same_logits_and_loss():
     """Rounding batch lengths up to a multiple of 64 (few distinct shapes) changes no number."""
     import torch

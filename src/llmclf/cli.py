@@ -19,7 +19,7 @@ from llmclf.config import TrainArgs, field_docs, flag, recipe_names
 from llmclf.errors import UserError
 from llmclf.artifacts import DEFAULT_CLASSIFIER
 from llmclf.precision import PRECISION_CHOICES
-from llmclf.predict import DEFAULT_TRUNCATION, TRUNCATION_CHOICES
+from llmclf.windows import DEFAULT_TRUNCATION, TRUNCATION_CHOICES
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -182,10 +182,18 @@ def add_inference_flags(parser: argparse.ArgumentParser, model_default: str | No
                             action=DeprecatedAlias, deprecated="--batch-size",
                             help="texts per forward pass (--batch-size: deprecated spelling)")
     parser.add_argument("--max-length", type=positive_int, default=None, help="default: the model's training max_length")
-    parser.add_argument("--truncation", choices=TRUNCATION_CHOICES, default=DEFAULT_TRUNCATION,
+    parser.add_argument("--truncation", choices=TRUNCATION_CHOICES, default=None,
                         help="texts longer than max_length: keep the head, head and tail, or average the "
-                        f"probabilities of overlapping windows (default: {DEFAULT_TRUNCATION}, the most accurate "
-                        "on IMDb)")
+                        "probabilities of overlapping windows (default: the mode the model was trained with, else "
+                        f"{DEFAULT_TRUNCATION}, the most accurate on IMDb)")
+    parser.add_argument("--labels", default=None,
+                        help="zero-shot: label names (comma-separated) for --model naming a backbone (e.g. "
+                        "smollm2-135m): no training, a label-word head with contextual calibration")
+    parser.add_argument("--label-words", default=None,
+                        help="zero-shot: one word per label, in --labels order (default: the label names)")
+    parser.add_argument("--prompt-template", default=None,
+                        help='zero-shot: e.g. "Review: {text}\nSentiment:" or chat (default: chat when the backbone '
+                        "has a chat template); a trained model always uses its own")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                         help="auto: bf16 on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), else fp32")
@@ -204,6 +212,11 @@ def classifier_options(ns: argparse.Namespace) -> dict:
         options["batch_size"] = ns.eval_batch_size
     if ns.max_length:  # else the model's own, read from its run config
         options["max_length"] = ns.max_length
+    for name in ("labels", "label_words", "prompt_template"):  # zero-shot settings, passed only when given
+        if getattr(ns, name, None) is not None:
+            options[name] = getattr(ns, name)
+    if "label_words" in options and "labels" not in options:
+        raise UserError("--label-words names the words of --labels (zero-shot); pass --labels too.")
     return options
 
 

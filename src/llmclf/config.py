@@ -21,12 +21,14 @@ from typing import Any
 import yaml
 
 from llmclf.errors import UserError
+from llmclf.calibration import THRESHOLD_OBJECTIVES
 from llmclf.precision import PRECISION_CHOICES
+from llmclf.windows import TRUNCATION_CHOICES
+from llmclf.zeroshot import HEAD_INIT_CHOICES
 
 PADDING_CHOICES = ("longest", "max_length")
 REPORT_TO_CHOICES = ("none", "tensorboard", "mlflow")
 BEST_METRIC_CHOICES = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "loss")
-THRESHOLD_OBJECTIVES = ("accuracy", "f1", "precision")  # llmclf.calibration keeps the same tuple
 
 
 @dataclass
@@ -54,7 +56,20 @@ class TrainArgs:
     model: str = "smollm2-135m"
     """Backbone: an alias, a hub id, a local Hugging Face directory or a .gguf file."""
     max_length: int = 512
-    """Texts are truncated to this many tokens."""
+    """Texts are truncated to this many tokens (the prompt template's included)."""
+    truncation: str = "chunks"
+    """How the model runs on texts longer than max_length, saved with it: `chunks` (overlapping windows,
+    probabilities averaged), `head` or `head_tail`. metrics.json is computed that way; training reads one window
+    per text (head_tail for head_tail, else the head)."""
+    prompt_template: str | None = None
+    """Words around each text, e.g. "Review: {text}\nSentiment:" ({text} once; {{ }} for literal braces), or
+    `chat` (a question naming the labels in the backbone's chat template). Saved with the model; truncation cuts
+    the text, never the template."""
+    head_init: str = "random"
+    """`random`, or `label-words`: each head row starts as the backbone's output-embedding row of its label's
+    word, so the untrained classifier ranks labels as the language model ranks those words (use a template)."""
+    label_words: list[str] | None = None
+    """With head_init label-words: one word per label, in label order (default: the label names)."""
     padding: str = "longest"
     """`longest` pads each batch to its longest text; `max_length` pads every text to max_length (the card)."""
     trust_remote_code: bool = False
@@ -119,6 +134,9 @@ class TrainArgs:
     fsdp: bool = False
     """Shard weights, gradients and optimizer state across processes (FSDP) when launched with torchrun or
     accelerate launch, for models that do not fit one device; without it, several processes run DDP."""
+    save_steps: int | None = None
+    """Also checkpoint every N optimizer steps (None: at each epoch's end only), so a killed long run resumes
+    with --resume losing at most N steps; validation still runs per epoch."""
     keep_checkpoints: bool = False
     """Keep the per-epoch checkpoints in the output directory after a successful run."""
     # --- calibration and decisions ---
@@ -135,7 +153,7 @@ class TrainArgs:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UserError(f"{flag(name)} must be an integer of at least 1, got {value!r}.")
         for name in ("max_train_samples", "max_eval_samples", "early_stopping_patience", "pad_to_multiple_of",
-                     "lora_layers"):
+                     "lora_layers", "save_steps"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise UserError(f"{flag(name)} must be an integer of at least 1, got {value!r}.")
@@ -166,6 +184,17 @@ class TrainArgs:
         if (self.threshold_objective == "precision") != (self.target_precision is not None):
             raise UserError("--threshold-objective precision and --target-precision go together; pass both "
                             "(e.g. --threshold-objective precision --target-precision 0.95), or neither.")
+        if self.truncation not in TRUNCATION_CHOICES:
+            raise UserError(f"--truncation must be one of {', '.join(TRUNCATION_CHOICES)}, got {self.truncation!r}.")
+        if self.head_init not in HEAD_INIT_CHOICES:
+            raise UserError(f"--head-init must be one of {', '.join(HEAD_INIT_CHOICES)}, got {self.head_init!r}.")
+        from llmclf.prompts import check_template
+
+        check_template(self.prompt_template)
+        if self.label_words is not None and self.head_init != "label-words":
+            raise UserError("--label-words sets the words of --head-init label-words; pass both, or neither.")
+        if self.save_steps is not None and self.best_metric is not None:
+            raise UserError("--save-steps checkpoints mid-epoch while --best-metric compares epochs; pass one of them.")
         if self.early_stopping_patience is not None and self.best_metric is None:
             raise UserError("--early-stopping-patience needs --best-metric to know what to watch; pass both.")
 

@@ -19,14 +19,8 @@ from llmclf.heads import is_head_name
 from llmclf.metrics import softmax
 from llmclf.models import load_classifier
 from llmclf.precision import resolve_precision
-
-TRUNCATION_CHOICES = ("head", "head_tail", "chunks")
-# The most accurate mode on IMDb validation reviews at both 256 and 512 tokens (bench/truncation.py, README).
-DEFAULT_TRUNCATION = "chunks"
-# A token spans at most a few dozen characters, so cutting a huge text to this many characters per token of
-# max_length first keeps every token that head/head_tail truncation could keep, without tokenizing megabytes.
-CHARS_PER_TOKEN_BOUND = 64
-
+from llmclf.prompts import PromptEncoding
+from llmclf.windows import CHARS_PER_TOKEN_BOUND, DEFAULT_TRUNCATION, TRUNCATION_CHOICES, windows
 
 def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of similar length (longest first), so little compute goes to padding.
@@ -36,41 +30,6 @@ def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def windows(ids: list[int], max_length: int, truncation: str, prefix: list[int] = (),
-            max_chunks: int = 32) -> list[list[int]]:
-    """The token windows a text is classified from; `prefix` holds special tokens (BOS) kept in each window.
-
-    `chunks` cuts overlapping windows; past `max_chunks` of them (a text of ~12k tokens at max_length 512),
-    `max_chunks` windows spread evenly from start to end stand for the whole, so one huge text cannot stall
-    a batch or a server.
-
-    >>> windows(list(range(10)), 4, "head")
-    [[0, 1, 2, 3]]
-    >>> windows(list(range(10)), 4, "head_tail")
-    [[0, 7, 8, 9]]
-    >>> windows(list(range(10)), 4, "chunks")
-    [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
-    """
-    room = max_length - len(prefix)
-    if room < 1:
-        raise UserError(f"--max-length {max_length} leaves no room for text after {len(prefix)} special token(s).")
-    prefix = list(prefix)
-    if len(ids) <= room:
-        return [prefix + ids]
-    if truncation == "head":
-        return [prefix + ids[:room]]
-    if truncation == "head_tail":  # the start sets the topic, the end often holds the verdict
-        head = room // 4
-        return [prefix + ids[:head] + ids[len(ids) - (room - head):]]
-    if truncation == "chunks":
-        step = max(1, room - room // 4)  # windows overlap by a quarter
-        starts = list(range(0, len(ids) - room, step)) + [len(ids) - room]
-        if len(starts) > max_chunks:
-            starts = [starts[round(i * (len(starts) - 1) / (max_chunks - 1))] for i in range(max_chunks)]
-        return [prefix + ids[s : s + room] for s in starts]
-    raise UserError(f"--truncation must be one of {', '.join(TRUNCATION_CHOICES)}, got {truncation!r}.")
 
 
 def quantize_int8(model, device):
@@ -91,10 +50,12 @@ class Classifier:
     """A sequence classifier with its tokenizer; texts in, label names or probabilities out."""
 
     def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 16, device: str | None = None,
-                 truncation: str = DEFAULT_TRUNCATION, temperature: float | None = None, threshold: float | None = None,
-                 min_confidence: float | None = None, quantize: str | None = None, precision: str = "auto"):
+                 truncation: str | None = DEFAULT_TRUNCATION, temperature: float | None = None, threshold: float | None = None,
+                 min_confidence: float | None = None, quantize: str | None = None, precision: str = "auto",
+                 prompt_template: str | None = None, label_bias: list[float] | None = None):
         import torch
 
+        truncation = truncation or DEFAULT_TRUNCATION
         if truncation not in TRUNCATION_CHOICES:
             raise UserError(f"--truncation must be one of {', '.join(TRUNCATION_CHOICES)}, got {truncation!r}.")
         try:
@@ -122,21 +83,43 @@ class Classifier:
         # Calibration saved with the model (config.json "llmclf": {"temperature", "threshold"}) unless overridden.
         saved = getattr(model.config, "llmclf", None) or {}
         self.temperature = float(temperature if temperature is not None else saved.get("temperature", 1.0))
+        # Zero-shot models: contextual calibration's per-label logit bias (llmclf.zeroshot), added before T.
+        bias = label_bias if label_bias is not None else saved.get("label_bias")
+        self.label_bias = None if bias is None else np.asarray(bias, dtype=np.float32)
         self.threshold = threshold if threshold is not None else saved.get("threshold")
         if self.threshold is not None and len(self.id2label) != 2:
             raise UserError("--threshold applies to binary classifiers only; this model has "
                             f"{len(self.id2label)} labels.")
         self.min_confidence = min_confidence
-        # Special tokens the tokenizer adds (Llama 3: BOS; SmolLM2: none), kept at the start of every window.
-        self._prefix = tokenizer("", add_special_tokens=True)["input_ids"]
+        # Special tokens the tokenizer adds (Llama 3: BOS; SmolLM2: none) and the prompt template's start and
+        # end, kept whole in every window (llmclf.prompts).
+        self.prompt_template = prompt_template
+        self.prompt = PromptEncoding.build(tokenizer, prompt_template, self.labels)
+        self.prompt.room(max_length)
+        self._prefix = self.prompt.prefix
         self._filler = [tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id]
 
     @classmethod
     def from_pretrained(cls, path: str, trust_remote_code: bool = False, allow_pickle: bool = False,
                         **kwargs) -> "Classifier":
-        """Load a directory written by `llmclf train` (merged model or LoRA adapter), or a shipped model."""
+        """Load a directory written by `llmclf train` (merged model or LoRA adapter), or a shipped model; it
+        runs with the max_length, truncation and prompt template it was trained with unless told otherwise.
+
+        With `labels` (and optionally `label_words`, `prompt_template`), `path` may also name a plain causal LM
+        (an alias, hub id, .gguf file or directory): a zero-shot classifier, see llmclf.zeroshot."""
+        from llmclf.zeroshot import check_labels, is_classifier, zero_shot_classifier
+
+        labels, label_words = kwargs.pop("labels", None), kwargs.pop("label_words", None)
+        if labels is not None and not is_classifier(path):
+            return zero_shot_classifier(cls, path, labels, label_words=label_words, trust_remote_code=trust_remote_code,
+                                        allow_pickle=allow_pickle, **kwargs)
         model, tokenizer = load_classifier(path, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
-        kwargs.setdefault("max_length", read_run_config(path).get("max_length", 512))  # as trained
+        run = read_run_config(path)
+        check_labels(path, model, labels, run, kwargs.get("prompt_template"))
+        kwargs.setdefault("max_length", run.get("max_length", 512))  # as trained
+        if kwargs.get("truncation") is None:
+            kwargs["truncation"] = run.get("truncation") or DEFAULT_TRUNCATION
+        kwargs["prompt_template"] = run.get("prompt_template")
         # A LoRA adapter directory has no config.json of its own: its calibration lies beside it.
         saved = read_calibration(path)
         if saved and not getattr(model.config, "llmclf", None):
@@ -159,8 +142,10 @@ class Classifier:
             cut = self.max_length * CHARS_PER_TOKEN_BOUND
             if len(text) > 2 * cut:
                 text = text[:cut] + text[-cut:] if self.truncation == "head_tail" else text[:cut]
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] or self._filler  # empty text: one token
-        return windows(ids, self.max_length, self.truncation, self._prefix)
+        ids = self.prompt.text_ids(self.tokenizer, text)
+        if not ids and self.prompt_template is None:
+            ids = self._filler  # an empty text alone: one token to pool
+        return windows(ids, self.max_length, self.truncation, self.prompt.prefix, suffix=self.prompt.suffix)
 
     def window_logits(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Logits of every window, shape (n_windows, num_labels), and the index of the text each came from."""
@@ -178,6 +163,8 @@ class Classifier:
                 padded = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
                 padded = {k: v.to(self.device) for k, v in padded.items()}
                 out[batch] = self.model(**padded).logits.float().cpu().numpy()
+        if self.label_bias is not None:
+            out += self.label_bias
         return out, np.asarray(owner, dtype=np.int64)
 
     def predict_proba(self, texts: str | list[str]) -> np.ndarray:

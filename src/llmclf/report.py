@@ -222,6 +222,14 @@ def write_model_card(out_dir, *, config: dict, metrics: dict, history: list[dict
            f'classifier = Classifier.from_pretrained("{name}")  # a LoRA adapter: llmclf loads its backbone',
            'print(classifier.predict_proba("I loved every minute of it."))', "```", ""]
           if config.get("lora") and config.get("save_adapter") else
+          ["```python", "from llmclf.predict import Classifier", "",
+           f"# applies the saved prompt template {config['prompt_template']!r}, truncation "
+           f"{config.get('truncation', 'chunks')!r} and max_length {config.get('max_length')}",
+           f'classifier = Classifier.from_pretrained("{name}")',
+           'print(classifier.predict_proba("I loved every minute of it."))', "```", "",
+           "A plain `pipeline()` would not wrap texts in the template; use llmclf's `Classifier` (or write "
+           "the template around each text yourself).", ""]
+          if config.get("prompt_template") else
           ["```python", "from transformers import pipeline", "",
            f'classifier = pipeline("text-classification", model="{name}")  # local directory or Hub repo id',
            'print(classifier("I loved every minute of it."))', "```", ""]),

@@ -21,10 +21,11 @@ from llmclf.calibration import fit_calibration, save_calibration, scale_head
 from llmclf.config import TrainArgs
 from llmclf.data import LabelledTexts, encode_labels, load_labelled, make_label_maps, split_train_validation
 from llmclf.errors import UserError
-from llmclf.models import add_lora, load_backbone, save_classifier
+from llmclf.models import add_lora, load_backbone, quiet_progress, save_classifier
 from llmclf.precision import default_device, resolve_precision
 from llmclf.predict import Classifier
 from llmclf.report import write_model_card
+from llmclf.zeroshot import prepare_head
 
 
 @dataclass
@@ -76,14 +77,15 @@ def load_splits(args: TrainArgs) -> Splits:
 
 
 class TokenizedTexts:
-    """A list-backed dataset of tokenized examples; padding happens per batch in the collator."""
+    """A list-backed dataset of tokenized examples, one window per text as `Classifier` cuts it
+    (llmclf.prompts.training_windows); padding happens per batch in the collator."""
 
-    def __init__(self, part: LabelledTexts, tokenizer, max_length: int):
-        encoded = tokenizer(part.texts, truncation=True, max_length=max_length)
-        self.rows = [
-            {"input_ids": ids, "attention_mask": mask, "labels": label}
-            for ids, mask, label in zip(encoded["input_ids"], encoded["attention_mask"], part.labels)
-        ]
+    def __init__(self, part: LabelledTexts, tokenizer, max_length: int, truncation: str = "head", prompt=None):
+        from llmclf.prompts import training_windows
+
+        self.rows = [{"input_ids": window, "attention_mask": [1] * len(window), "labels": label}
+                     for window, label in zip(training_windows(part.texts, tokenizer, max_length, truncation, prompt),
+                                              part.labels)]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -111,19 +113,22 @@ def check_report_to(report_to: str) -> None:
 
 
 def build_model(args: TrainArgs, id2label: dict[int, str], precision: str):
-    """The backbone with a fresh head (and LoRA adapters for a LoRA run), and its tokenizer."""
+    """The backbone with its head (random or from label words) and LoRA adapters for a LoRA run; its tokenizer;
+    and the prompt template, checked against the tokenizer before anything is written."""
     import torch
 
     # A LoRA run never updates the backbone, so under bf16 it is stored in bf16: half the memory, no casts per step.
     frozen_bf16 = args.lora and precision == "bf16"
-    model, tokenizer = load_backbone(args.model, id2label, seed=args.seed, trust_remote_code=args.trust_remote_code,
-                                     allow_pickle=args.allow_pickle, dtype=torch.bfloat16 if frozen_bf16 else None)
+    with quiet_progress():  # a template or label word that does not fit the backbone stays a one-line error
+        model, tokenizer = load_backbone(args.model, id2label, seed=args.seed, trust_remote_code=args.trust_remote_code,
+                                         allow_pickle=args.allow_pickle, dtype=torch.bfloat16 if frozen_bf16 else None)
+    prompt = prepare_head(args, model, tokenizer)  # before LoRA wraps the head
     if args.lora:
         model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, top_layers=args.lora_layers)
-    return model, tokenizer
+    return model, tokenizer, prompt
 
 
-def build_trainer(args: TrainArgs, model, tokenizer, splits: Splits, training_args):
+def build_trainer(args: TrainArgs, model, tokenizer, prompt, splits: Splits, training_args):
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback
 
     from llmclf.packing import PackedCollator
@@ -138,8 +143,9 @@ def build_trainer(args: TrainArgs, model, tokenizer, splits: Splits, training_ar
                                            pad_to_multiple_of=args.pad_to_multiple_of if args.padding == "longest" else None)
     callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if args.early_stopping_patience else []
     return trainer_class(packing=args.packing)(
-        model=model, args=training_args, train_dataset=TokenizedTexts(splits.train, tokenizer, args.max_length),
-        eval_dataset=TokenizedTexts(splits.validation, tokenizer, args.max_length), data_collator=collator,
+        model=model, args=training_args, data_collator=collator,
+        train_dataset=TokenizedTexts(splits.train, tokenizer, args.max_length, args.truncation, prompt),
+        eval_dataset=TokenizedTexts(splits.validation, tokenizer, args.max_length, args.truncation, prompt),
         compute_metrics=trainer_metrics(splits.id2label), callbacks=callbacks,
     )
 
@@ -161,7 +167,7 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
     from llmclf.trainer import history_rows, training_arguments
 
     precision = resolve_precision(args.precision, default_device())
-    model, tokenizer = build_model(args, splits.id2label, precision)
+    model, tokenizer, prompt = build_model(args, splits.id2label, precision)
     # Joins the process group under torchrun.
     training_args = training_arguments(args, staging_path(output) / "checkpoints", bf16=precision == "bf16")
     state = PartialState()
@@ -172,20 +178,13 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
             write_run_config(stage, args.to_dict())
         state.wait_for_everyone()
         started = time.perf_counter()
-        trainer = build_trainer(args, model, tokenizer, splits, training_args)
+        trainer = build_trainer(args, model, tokenizer, prompt, splits, training_args)
         result = trainer.train(resume_from_checkpoint=True if resume else None)
         train_seconds = time.perf_counter() - started
-
-        def scored(name: str, part: LabelledTexts, source: str | None) -> ScoredSplit:
-            logits = trainer.predict(TokenizedTexts(part, tokenizer, args.max_length)).predictions
-            return ScoredSplit(name, part.texts, part.labels, logits, lookup_ratings(source, args.text_column, part.texts))
-
-        parts = [scored("validation", splits.validation, args.validation_data or args.data)]
-        if splits.test is not None:
-            parts.append(scored("test", splits.test, args.test_data))
         checksums = rank_checksums(trainer.model, state)
-        if not state.is_main_process:  # predictions above are gathered from every rank; rank 0 alone writes
+        if not state.is_main_process:  # rank 0 alone scores the final model and writes
             return output
+        parts = final_parts(args, trainer.model, tokenizer, splits, precision)
         training = {
             "train_seconds": round(train_seconds, 2),
             "train_examples": len(splits.train),
@@ -201,6 +200,25 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
     return output
 
 
+def final_parts(args: TrainArgs, model, tokenizer, splits: Splits, precision: str) -> list[ScoredSplit]:
+    """Validation (and test) logits as `llmclf evaluate` computes them from the saved model: through
+    `Classifier`, with the run's truncation mode and prompt template (for chunks, the log of the windows' mean
+    probabilities), so evaluating the finished model on the same rows reproduces metrics.json."""
+    from llmclf.analysis import model_logits
+
+    classifier = Classifier(model, tokenizer, max_length=args.max_length, batch_size=args.eval_batch_size,
+                            device=str(next(model.parameters()).device), truncation=args.truncation,
+                            prompt_template=args.prompt_template, temperature=1.0, precision=precision)
+    parts = []
+    for name, part, source in (("validation", splits.validation, args.validation_data or args.data),
+                               ("test", splits.test, args.test_data)):
+        if part is not None:
+            logits, _ = model_logits(classifier, part.texts)
+            parts.append(ScoredSplit(name, part.texts, part.labels, logits,
+                                     lookup_ratings(source, args.text_column, part.texts)))
+    return parts
+
+
 def finish_run(stage: Path, output: Path, args: TrainArgs, model, tokenizer, splits: Splits,
                parts: list[ScoredSplit], history: list[dict], training: dict, precision: str) -> None:
     """Everything after the weights are trained, written into the staging directory: calibration, analysis,
@@ -211,6 +229,7 @@ def finish_run(stage: Path, output: Path, args: TrainArgs, model, tokenizer, spl
     classifier = Classifier(model, tokenizer, max_length=args.max_length, batch_size=args.eval_batch_size,
                             device=str(next(model.parameters()).device), threshold=calibration.threshold,
                             temperature=1.0 if in_head else calibration.temperature,
+                            truncation=args.truncation, prompt_template=args.prompt_template,
                             # as trained: a LoRA run's bf16 backbone needs autocast, whatever `auto` says here
                             precision=precision)
     (stage / "history.jsonl").write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")

@@ -37,7 +37,10 @@ def training_arguments(args: TrainArgs, checkpoints: Path, bf16: bool):
         bf16=bf16,
         use_cpu=not cuda,
         eval_strategy="epoch",
-        save_strategy="epoch",
+        # save_steps: also mid-epoch, so a killed long run loses at most that many steps (never with
+        # best_metric, which needs save and evaluation to coincide: TrainArgs refuses the pair).
+        save_strategy="steps" if args.save_steps else "epoch",
+        save_steps=args.save_steps or 500,
         logging_strategy="epoch",
         save_total_limit=2 if best else 1,
         load_best_model_at_end=best is not None,
