@@ -49,3 +49,44 @@ def test_cpu_training_benchmark_smoke_run_writes_a_row_per_variant(tmp_path, scr
     assert recipe["speedup_vs_recipe"] == 1.0
     # the same first batch from the same weights: packing computes the recipe's loss (both bf16)
     assert abs(packed["first_loss"] - recipe["first_loss"]) < 2e-2
+
+
+@pytest.mark.slow  # two subprocesses; the first trains six tiny models: ~1.5 min on 2 busy cores
+def test_sample_efficiency_smoke_run_writes_rows_a_plot_and_resumes(tmp_path):
+    def run(*extra):
+        done = subprocess.run([sys.executable, str(BENCH / "sample_efficiency.py"), "--smoke",
+                               "--results-dir", str(tmp_path), *extra],
+                              capture_output=True, text=True, timeout=600, cwd=BENCH)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done
+
+    # every template and both heads, both size-0 builds (from_pretrained zero-shot and the bare-text one)
+    variants = ["none/label-words", "plain/label-words", "chat/random"]
+    run("--variants", ",".join(variants))
+    (path,) = tmp_path.glob("sample_efficiency-smoke-*.json")
+    result = json.loads(path.read_text())
+    assert {"device", "date", "versions", "settings", "rows"} <= set(result) and result["smoke"] is True
+    rows = result["rows"]
+    # size by size, every data set and variant at one size before the next
+    assert [(r["train_examples"], r["dataset"], r["variant"]) for r in rows] == [
+        (size, name, v) for size in (0, 8) for name in ("imdb", "ag_news") for v in variants]
+    for row in rows:
+        assert "error" not in row, row.get("error")
+        assert 0 <= row["accuracy"] <= 1 and len(row["predicted_ids"]) == row["n_eval"] == 8
+        assert ("roc_auc" in row) == (row["dataset"] == "imdb")
+        if row["train_examples"] == 0:
+            assert {"accuracy_raw", "accuracy_calibrated", "label_bias"} <= set(row)
+        else:
+            assert row["train_seconds"] > 0 and 0 <= row["accuracy_argmax"] <= 1
+    png = path.with_suffix(".png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+
+    # --resume keeps the finished points, runs only the new one, and rewrites the same file
+    done = run("--resume", str(path), "--datasets", "imdb", "--variants", "plain/label-words,none/random",
+               "--sizes", "0")
+    assert "1 of these points are already in" in done.stdout
+    again = json.loads(path.read_text())
+    assert again["rows"][:len(rows)] == rows
+    assert [(r["dataset"], r["variant"], r["train_examples"]) for r in again["rows"][len(rows):]] == [
+        ("imdb", "none/random", 0)]
+    assert "none/random" in again["settings"]["variants"] and len(list(tmp_path.glob("*.json"))) == 1

@@ -120,8 +120,13 @@ def init_label_word_head(model, tokenizer, words: list[str], tail: str, backbone
     before LoRA is added. Returns the token ids of each word."""
     import torch
 
+    from llmclf.heads import head_module
+
     ids = word_ids(tokenizer, words, tail)
-    head = getattr(model, "score", None) or getattr(model, "classifier", None)
+    try:
+        head = head_module(model)
+    except ValueError:
+        head = None
     if not isinstance(head, torch.nn.Linear) or head.out_features != len(words):
         raise UserError("--head-init label-words needs a backbone whose classification head is one linear layer "
                         "(Llama, SmolLM2, Qwen...); use --head-init random.")
