@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-import llmclf.predict as predict_module
+import llmclf.scoring as scoring_module
 from llmclf.cli import main
 from llmclf.models import load_backbone, load_classifier
 
@@ -35,8 +35,8 @@ def test_killed_predict_run_resumes_without_rescoring(tiny_classifier_dir, tmp_p
     assert 3 <= finished < 24
 
     scored_rows = []
-    original = predict_module.score_frame
-    monkeypatch.setattr(predict_module, "score_frame", lambda c, f, t: scored_rows.append(len(f)) or original(c, f, t))
+    original = scoring_module.score_frame
+    monkeypatch.setattr(scoring_module, "score_frame", lambda c, f, t: scored_rows.append(len(f)) or original(c, f, t))
     assert main(command[3:] + ["--resume"]) == 0
     assert sum(scored_rows) == 1200 - 50 * finished, "finished chunks are not scored again"
     resumed = pd.read_csv(target)
@@ -75,7 +75,7 @@ def test_cuda_out_of_memory_is_one_clear_line(tiny_classifier_dir, monkeypatch, 
     def boom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(predict_module.Classifier, "predict_proba", boom)
+    monkeypatch.setattr(scoring_module.Classifier, "predict_proba", boom)
     assert main(["predict", "--model", str(tiny_classifier_dir), "some text"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "llmclf: error: out of GPU memory; pass a smaller --batch-size (--eval-batch-size when scoring) or --max-length."
