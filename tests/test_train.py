@@ -45,19 +45,24 @@ def test_check_output_rules(tmp_path):
     check_output(out, overwrite=False, resume=True)
 
 
+def kill_at_first_checkpoint(command: list[str], checkpoints):
+    """Start a training run and SIGKILL it as soon as its first checkpoint is complete; the checkpoints folder."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    return checkpoints
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path, news_jsonl):
     """Kill a run with SIGKILL once its first epoch checkpoint exists; --resume finishes it, and the final
     metrics equal those of an uninterrupted run with the same seed (tolerance 1e-4 on the loss)."""
     killed = tmp_path / "killed"
     command = [sys.executable, "-m", "llmclf", "train", "--data", str(news_jsonl), "--output", str(killed), *TINY]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoints = staging_dir(killed) / "checkpoints"
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
-        time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    checkpoints = kill_at_first_checkpoint(command, staging_dir(killed) / "checkpoints")
     assert not killed.exists(), "a killed run must not leave a directory that looks complete"
     assert list(checkpoints.glob("checkpoint-*"))
 
@@ -80,13 +85,7 @@ def test_resume_from_a_mid_epoch_save_steps_checkpoint_after_sigkill(tmp_path, n
     args = [*TINY, "--save-steps", "5"]
     killed = tmp_path / "killed"
     command = [sys.executable, "-m", "llmclf", "train", "--data", str(news_jsonl), "--output", str(killed), *args]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoints = staging_dir(killed) / "checkpoints"
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
-        time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    checkpoints = kill_at_first_checkpoint(command, staging_dir(killed) / "checkpoints")
     saved = sorted(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
     assert saved and saved[-1] % 16 != 0, f"expected a mid-epoch checkpoint, found steps {saved}"
     state = json.loads((checkpoints / f"checkpoint-{saved[-1]}" / "trainer_state.json").read_text())
