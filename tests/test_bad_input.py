@@ -147,6 +147,14 @@ TRAIN_CASES = [
          r"--label-words sets the words of --head-init label-words", files=DATA),
     Case("save-steps-with-best-metric", [*TRAIN, "--data", "d.csv", "--save-steps", "5", "--best-metric", "loss"],
          r"--save-steps checkpoints mid-epoch while --best-metric compares epochs", files=DATA),
+    Case("class-weights-count", [*TRAIN, "--data", "d.csv", "--class-weights", "1,2,3"],
+         r"--class-weights 1,2,3: 3 weight\(s\) for 2 labels \(neg, pos\); give one weight per label", files=DATA),
+    Case("class-weights-negative", [*TRAIN, "--data", "d.csv", "--class-weights", "1,-2"],
+         r"--class-weights 1,-2: weights must be finite and >= 0; pass balanced, none, or one weight", files=DATA),
+    Case("class-weights-not-numbers", [*TRAIN, "--data", "d.csv", "--class-weights", "heavy"],
+         r"--class-weights heavy: not a list of numbers; pass balanced, none", files=DATA),
+    Case("threshold-recall-without-target", [*TRAIN, "--data", "d.csv", "--threshold-objective", "recall"],
+         r"--threshold-objective recall and --target-recall go together", files=DATA),
 ]
 
 MODEL_CASES = []

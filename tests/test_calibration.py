@@ -130,10 +130,43 @@ def test_target_precision_takes_the_most_recall_that_reaches_it():
     assert not unreachable.target_met and unreachable.value == pytest.approx(0.5)
 
 
+def test_target_recall_takes_the_most_precision_that_reaches_it():
+    labels, scores = noisy_binary(seed=1)
+    choice = tune_threshold(labels, scores, "recall", target_recall=0.9)
+    predicted = (scores >= choice.threshold).astype(int)
+    assert choice.target_met and recall_score(labels, predicted) >= 0.9
+    assert choice.value == pytest.approx(recall_score(labels, predicted))
+    best_precision = max(precision_score(labels, (scores >= t).astype(int), zero_division=0)
+                         for t in np.union1d(threshold_candidates(scores), [scores.min() / 2])
+                         if recall_score(labels, (scores >= t).astype(int)) >= 0.9)
+    assert precision_score(labels, predicted) == pytest.approx(best_precision)
+    # full recall is always reachable: a threshold below every score labels everything 1
+    everything = tune_threshold([1, 0, 1], [0.1, 0.4, 0.9], "recall", target_recall=1.0)
+    assert everything.target_met and everything.threshold <= 0.1 and everything.value == 1.0
+    # no positives at all: no threshold has any recall
+    none = tune_threshold([0, 0, 0], [0.1, 0.4, 0.9], "recall", target_recall=0.5)
+    assert not none.target_met and none.value == 0.0
+
+
+def test_recall_objective_is_fitted_saved_and_reported():
+    from llmclf.analysis import calibration_metrics
+
+    logits, labels = logits_and_labels(k=2, seed=4)
+    calibration = fit_calibration(logits, labels, "recall", target_recall=0.95)
+    probs = softmax(logits / calibration.temperature)
+    assert calibration.threshold == tune_threshold(labels, probs[:, 1], "recall", target_recall=0.95).threshold
+    record = calibration.to_record(temperature_in_head=True)
+    assert (record["threshold_objective"], record["target_recall"]) == ("recall", 0.95)
+    reported = calibration_metrics(labels, logits, calibration)
+    assert reported["target_recall"] == 0.95 and reported["at_threshold"]["recall"] >= 0.95 - 1e-12
+
+
 def test_threshold_ties_keep_half_and_bad_objectives_are_refused():
     # perfectly separated: every cut between 0.2 and 0.8 is right, so the argmax rule (0.5) stays
     assert tune_threshold([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]).threshold == 0.5
     with pytest.raises(ValueError, match="objective"):
+        tune_threshold([0, 1], [0.2, 0.8], "balanced")
+    with pytest.raises(ValueError, match="target_recall"):
         tune_threshold([0, 1], [0.2, 0.8], "recall")
     with pytest.raises(ValueError, match="target_precision"):
         tune_threshold([0, 1], [0.2, 0.8], "precision")
@@ -270,7 +303,12 @@ def test_train_args_validate_threshold_settings():
 
     assert config.THRESHOLD_OBJECTIVES == calibration.THRESHOLD_OBJECTIVES
     assert TrainArgs(threshold_objective="precision", target_precision=0.95).target_precision == 0.95
-    for kwargs, match in (({"threshold_objective": "recall"}, "--threshold-objective must be one of"),
+    assert TrainArgs(threshold_objective="recall", target_recall=0.9).target_recall == 0.9
+    for kwargs, match in (({"threshold_objective": "recal"}, "--threshold-objective must be one of"),
+                          ({"threshold_objective": "recall"}, "recall and --target-recall go together"),
+                          ({"target_recall": 0.9}, "go together"),
+                          ({"threshold_objective": "recall", "target_recall": 0},
+                           r"--target-recall must be in \(0, 1\]"),
                           ({"threshold_objective": "precision"}, "go together"),
                           ({"target_precision": 0.9}, "go together"),
                           ({"threshold_objective": "precision", "target_precision": 1.5}, r"must be in \(0, 1\]")):

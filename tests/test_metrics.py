@@ -122,3 +122,42 @@ def test_summary_line():
     line = summary_line(m)
     assert line == f"loss {m['loss']:.4f} · accuracy 0.7500 · f1_macro 0.7500 · roc_auc 0.9375"
     assert summary_line({**m, "roc_auc": None}).endswith("roc_auc n/a")
+
+
+def imbalanced_binary(n=200, positives=0.08, seed=3):
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(n) < positives).astype(int)
+    p1 = np.clip(0.25 + 0.35 * labels + rng.normal(0, 0.2, n), 0.01, 0.99)
+    return labels, np.stack([1 - p1, p1], axis=1)
+
+
+def test_imbalance_metrics_match_sklearn_binary():
+    labels, probs = imbalanced_binary()
+    m = compute_metrics(labels, probs, BIN_NAMES)
+    preds = probs.argmax(1)
+    assert 0 < labels.mean() < 0.15
+    assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(labels, preds))
+    assert m["balanced_accuracy"] != pytest.approx(m["accuracy"])
+    assert m["average_precision"] == pytest.approx(skm.average_precision_score(labels, probs[:, 1]))
+    assert m["average_precision_per_class"] == pytest.approx(
+        {"neg": skm.average_precision_score(labels == 0, probs[:, 0]), "pos": m["average_precision"]})
+    recalls = skm.recall_score(labels, preds, average=None, labels=[0, 1])
+    assert [m["per_class"][n]["recall"] for n in ("neg", "pos")] == pytest.approx(recalls.tolist())
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_imbalance_metrics_match_sklearn_multiclass_and_absent_class():
+    labels, probs, names = four_class()
+    m = compute_metrics(labels, probs, names)
+    assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(labels, probs.argmax(1)))
+    assert m["average_precision"] == pytest.approx(
+        skm.average_precision_score(np.eye(4)[labels], probs, average="macro"))
+    per_class = skm.average_precision_score(np.eye(4)[labels], probs, average=None)
+    assert list(m["average_precision_per_class"].values()) == pytest.approx(per_class.tolist())
+    keep = labels != 3
+    m = compute_metrics(labels[keep], probs[keep], names)
+    assert m["average_precision_per_class"]["sci/tech"] is None
+    assert m["average_precision"] == pytest.approx(
+        np.mean([skm.average_precision_score(labels[keep] == c, probs[keep][:, c]) for c in (0, 1, 2)]))
+    assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(labels[keep], probs[keep].argmax(1)))
+    assert json.loads(json.dumps(m)) == m

@@ -9,13 +9,14 @@ error analysis and behaviour checks, written beside the model by one entry point
 
 What each split's metrics hold (the `validation` and `test` blocks of metrics.json): `compute_metrics` of the
 calibrated probabilities -- the probabilities the saved model gives -- so `loss` is the calibrated NLL and
-`accuracy`, F1 and the confusion matrix are of the argmax; then
+`accuracy`, `balanced_accuracy`, F1, per-class recall and the confusion matrix are of the argmax
+(`average_precision` and `roc_auc` of the probabilities); then
 
     temperature         the T the logits were divided by (fitted on validation data)
     loss_uncalibrated   NLL of softmax(logits), before T
     ece, ece_calibrated expected calibration error (15 equal-width bins, top-class confidence) before/after T
     threshold           binary: label id 1 when its probability >= threshold (null: argmax)
-    threshold_objective, target_precision   what the threshold was tuned for
+    threshold_objective, target_precision, target_recall   what the threshold was tuned for
     at_threshold        binary: accuracy, precision/recall/F1 of label id 1, macro F1 of the thresholded decisions
     coverage_at_99_accuracy, min_confidence_at_99_accuracy (and _98_): the largest share of examples that
                         `--min-confidence` can keep while the kept ones are that accurate, and the cut-off
@@ -103,6 +104,7 @@ def calibration_metrics(labels, logits, calibration: Calibration) -> dict:
         "threshold": calibration.threshold,
         "threshold_objective": calibration.threshold_objective if calibration.threshold is not None else None,
         "target_precision": calibration.target_precision if calibration.threshold is not None else None,
+        "target_recall": calibration.target_recall if calibration.threshold is not None else None,
         "at_threshold": None,
     }
     if calibration.threshold is not None:
@@ -294,7 +296,8 @@ def model_logits(classifier, texts: list[str], model_dir: str | None = None) -> 
         logits = np.log(mean / np.bincount(owner, minlength=len(texts))[:, None])
     calibration = Calibration(temperature=in_head * classifier.temperature, threshold=classifier.threshold,
                               threshold_objective=record.get("threshold_objective") or "accuracy",
-                              target_precision=record.get("target_precision"))
+                              target_precision=record.get("target_precision"),
+                              target_recall=record.get("target_recall"))
     return logits, calibration
 
 

@@ -16,7 +16,7 @@ calibrated probabilities from the weights alone. The saved record (`config.json`
 model, `calibration.json` beside a LoRA adapter) holds:
 
     {"fitted_temperature": T, "temperature_in_head": true, "threshold": t or null,
-     "threshold_objective": "accuracy", "target_precision": null}
+     "threshold_objective": "accuracy", "target_precision": null, "target_recall": null}
 
 It has no "temperature" key, since that key is the extra factor `Classifier` divides logits by (1.0 when
 absent). Only when the head is not one linear layer does the record say "temperature": T and
@@ -35,7 +35,7 @@ from llmclf.metrics import softmax
 
 N_BINS = 15
 TEMPERATURE_BOUNDS = (0.05, 20.0)
-THRESHOLD_OBJECTIVES = ("accuracy", "f1", "precision")
+THRESHOLD_OBJECTIVES = ("accuracy", "f1", "precision", "recall")
 COVERAGE_TARGETS = (0.99, 0.98)
 
 
@@ -124,9 +124,11 @@ class ThresholdChoice:
     threshold: float
     """Predict label id 1 exactly when its probability is >= threshold."""
     value: float
-    """The objective's value at the threshold on the tuning data (precision for a target precision)."""
+    """The objective's value at the threshold on the tuning data (precision for a target precision, recall for a
+    target recall)."""
     target_met: bool = True
-    """False when no threshold reached the target precision (the most precise one is chosen then)."""
+    """False when no threshold reached the target precision (the most precise one is chosen then) or the target
+    recall (the one with the most recall is chosen then)."""
 
 
 def threshold_counts(labels, scores, thresholds) -> dict[str, np.ndarray]:
@@ -147,12 +149,13 @@ def threshold_candidates(scores) -> np.ndarray:
     return np.unique(np.concatenate([[0.5], (distinct[:-1] + distinct[1:]) / 2]))
 
 
-def tune_threshold(labels, scores, objective: str = "accuracy", target_precision: float | None = None
-                   ) -> ThresholdChoice:
+def tune_threshold(labels, scores, objective: str = "accuracy", target_precision: float | None = None,
+                   target_recall: float | None = None) -> ThresholdChoice:
     """The threshold on `scores` (the probability of label id 1) that best serves `objective`.
 
     `accuracy` and `f1` (of label 1) are maximised. `precision` takes the lowest threshold -- the most
-    recall -- whose precision reaches `target_precision`. Ties go to the threshold nearest 0.5, so when the
+    recall -- whose precision reaches `target_precision`. `recall` takes, among the thresholds whose recall
+    reaches `target_recall`, the one with the most precision. Ties go to the threshold nearest 0.5, so when the
     data cannot tell thresholds apart the argmax rule (0.5) is kept.
 
     >>> round(tune_threshold([0, 0, 1, 1], [0.1, 0.3, 0.35, 0.9]).threshold, 4)
@@ -162,10 +165,14 @@ def tune_threshold(labels, scores, objective: str = "accuracy", target_precision
         raise ValueError(f"objective must be one of {THRESHOLD_OBJECTIVES}, got {objective!r}")
     if objective == "precision" and not (target_precision is not None and 0 < target_precision <= 1):
         raise ValueError(f"objective 'precision' needs a target_precision in (0, 1], got {target_precision!r}")
+    if objective == "recall" and not (target_recall is not None and 0 < target_recall <= 1):
+        raise ValueError(f"objective 'recall' needs a target_recall in (0, 1], got {target_recall!r}")
     labels = np.asarray(labels).reshape(-1)
     if labels.size == 0:
         raise ValueError("no examples to tune a threshold on")
     thresholds = threshold_candidates(scores)
+    if objective == "recall":  # also a threshold below every score (everything label 1): full recall is reachable
+        thresholds = np.union1d(thresholds, [float(np.min(scores)) / 2])
     c = threshold_counts(labels, scores, thresholds)
     tp, fp, fn, tn = (c[k].astype(np.float64) for k in ("tp", "fp", "fn", "tn"))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -181,6 +188,16 @@ def tune_threshold(labels, scores, objective: str = "accuracy", target_precision
             return ThresholdChoice(float(thresholds[best]), float(precision[best]), True)
         best = np.lexsort((near_half, tp, precision))[-1]
         return ThresholdChoice(float(thresholds[best]), float(precision[best]), False)
+    if objective == "recall":
+        positives = tp[0] + fn[0]
+        recall = tp / positives if positives > 0 else np.zeros_like(tp)
+        reached = (recall >= target_recall - 1e-12) & (tp > 0)
+        if reached.any():
+            # The most precision, then the most recall, then nearest 0.5.
+            best = np.lexsort((near_half, recall, np.where(reached, np.round(precision, 12), -1)))[-1]
+            return ThresholdChoice(float(thresholds[best]), float(recall[best]), True)
+        best = np.lexsort((near_half, precision, recall))[-1]
+        return ThresholdChoice(float(thresholds[best]), float(recall[best]), False)
     value = accuracy if objective == "accuracy" else f1
     best = np.lexsort((near_half, np.round(value, 12)))[-1]
     return ThresholdChoice(float(thresholds[best]), float(value[best]))
@@ -245,24 +262,26 @@ class Calibration:
     threshold_objective: str = "accuracy"
     target_precision: float | None = None
     target_met: bool = True
+    target_recall: float | None = None
 
     def to_record(self, temperature_in_head: bool) -> dict:
         record = {"fitted_temperature": self.temperature, "temperature_in_head": temperature_in_head,
                   "threshold": self.threshold, "threshold_objective": self.threshold_objective,
-                  "target_precision": self.target_precision}
+                  "target_precision": self.target_precision, "target_recall": self.target_recall}
         if not temperature_in_head:
             record["temperature"] = self.temperature  # Classifier divides logits by it at inference
         return record
 
 
-def fit_calibration(logits, labels, objective: str = "accuracy", target_precision: float | None = None) -> Calibration:
+def fit_calibration(logits, labels, objective: str = "accuracy", target_precision: float | None = None,
+                    target_recall: float | None = None) -> Calibration:
     """Temperature first, then (binary only) the threshold on the calibrated probability of label 1."""
     temperature = fit_temperature(logits, labels)
     probs = softmax(np.asarray(logits, dtype=np.float64) / temperature)
     if probs.shape[1] != 2:
-        return Calibration(temperature, None, objective, target_precision)
-    choice = tune_threshold(labels, probs[:, 1], objective, target_precision)
-    return Calibration(temperature, choice.threshold, objective, target_precision, choice.target_met)
+        return Calibration(temperature, None, objective, target_precision, target_recall=target_recall)
+    choice = tune_threshold(labels, probs[:, 1], objective, target_precision, target_recall)
+    return Calibration(temperature, choice.threshold, objective, target_precision, choice.target_met, target_recall)
 
 
 def scale_head(model, temperature: float) -> bool:

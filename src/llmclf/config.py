@@ -11,6 +11,7 @@ and the model-card entry. Unknown keys are errors that name the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import warnings
 from dataclasses import dataclass, fields
@@ -122,6 +123,11 @@ class TrainArgs:
     --precision (llmclf/precision.py)."""
     bf16: bool | None = None
     """Deprecated: use precision (`--bf16` is `--precision bf16`, `--no-bf16` is `--precision fp32`)."""
+    class_weights: str | None = None
+    """Weighted cross-entropy for imbalanced classes: `none` (None, unweighted), `balanced` (n_samples /
+    (num_labels * count of the class) on the training part, as scikit-learn's compute_class_weight), or one
+    weight per label in label-id order, e.g. `1,9` (each >= 0, at least one > 0). The resolved weights are in
+    metrics.json's training block and the card."""
     seed: int = 42
     """Seed for the split, the head's initialisation and data order."""
     # --- selection and logging ---
@@ -141,9 +147,13 @@ class TrainArgs:
     """Keep the per-epoch checkpoints in the output directory after a successful run."""
     # --- calibration and decisions ---
     threshold_objective: str = "accuracy"
-    """Binary models: tune the decision threshold on validation data for `accuracy`, `f1` (of the second label) or `precision` (reach target_precision with the most recall)."""
+    """Binary models: tune the decision threshold on validation data for `accuracy`, `f1` (of the second label),
+    `precision` (reach target_precision with the most recall) or `recall` (reach target_recall with the most
+    precision)."""
     target_precision: float | None = None
     """With threshold_objective `precision`: the precision of the second label to reach, in (0, 1]."""
+    target_recall: float | None = None
+    """With threshold_objective `recall`: the recall of the second label to reach, in (0, 1]."""
     output: str = "runs/llmclf-model"
     """Output directory."""
 
@@ -184,6 +194,12 @@ class TrainArgs:
         if (self.threshold_objective == "precision") != (self.target_precision is not None):
             raise UserError("--threshold-objective precision and --target-precision go together; pass both "
                             "(e.g. --threshold-objective precision --target-precision 0.95), or neither.")
+        if self.target_recall is not None and not 0 < self.target_recall <= 1:
+            raise UserError(f"--target-recall must be in (0, 1], got {self.target_recall!r}.")
+        if (self.threshold_objective == "recall") != (self.target_recall is not None):
+            raise UserError("--threshold-objective recall and --target-recall go together; pass both "
+                            "(e.g. --threshold-objective recall --target-recall 0.9), or neither.")
+        parse_class_weights(self.class_weights)
         if self.truncation not in TRUNCATION_CHOICES:
             raise UserError(f"--truncation must be one of {', '.join(TRUNCATION_CHOICES)}, got {self.truncation!r}.")
         if self.head_init not in HEAD_INIT_CHOICES:
@@ -213,6 +229,29 @@ class TrainArgs:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def parse_class_weights(value: str | None) -> str | list[float] | None:
+    """`class_weights` as a setting: None (unweighted), "balanced", or explicit weights (their count is checked
+    once the labels are known, by llmclf.train.resolve_class_weights).
+
+    >>> parse_class_weights("1, 9"), parse_class_weights("none"), parse_class_weights("balanced")
+    ([1.0, 9.0], None, 'balanced')
+    """
+    if value is None or value.strip().lower() == "none":
+        return None
+    if value.strip().lower() == "balanced":
+        return "balanced"
+    fix = "pass balanced, none, or one weight >= 0 per label in label-id order, e.g. --class-weights 1,9"
+    try:
+        weights = [float(part) for part in value.split(",")]
+    except ValueError:
+        raise UserError(f"--class-weights {value}: not a list of numbers; {fix}.") from None
+    if not all(math.isfinite(w) and w >= 0 for w in weights):
+        raise UserError(f"--class-weights {value}: weights must be finite and >= 0; {fix}.")
+    if not any(w > 0 for w in weights):
+        raise UserError(f"--class-weights {value}: every weight is 0, so nothing would be learnt; {fix}.")
+    return weights
 
 
 def flag(name: str) -> str:

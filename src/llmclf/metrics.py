@@ -7,8 +7,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
+from sklearn.metrics import (average_precision_score, balanced_accuracy_score, confusion_matrix,
+                             precision_recall_fscore_support, roc_auc_score)
 
 _EPS = 1e-12
 SUMMARY_KEYS = ("loss", "accuracy", "f1_macro", "roc_auc")
@@ -74,11 +77,32 @@ def roc_auc(labels, probs) -> float | None:
     return float(np.mean([roc_auc_score(labels == c, probs[:, c]) for c in present]))
 
 
+def average_precision(labels, probs) -> tuple[float | None, list[float | None]]:
+    """(average precision, per-class one-vs-rest average precisions): the area under the precision-recall
+    curve as scikit-learn's average_precision_score computes it, which under class imbalance says more than
+    ROC-AUC. Binary: of the second label (label id 1). k>2: the macro mean over the classes present in
+    ``labels``; a class absent from ``labels`` has None (no recall is defined without positives).
+
+    >>> average_precision(np.array([0, 1, 1]), np.array([[0.6, 0.4], [0.3, 0.7], [0.7, 0.3]]))[0]
+    0.8333333333333333
+    """
+    labels = np.asarray(labels)
+    probs = np.asarray(probs, dtype=np.float64)
+    per_class = [float(average_precision_score(labels == c, probs[:, c])) if np.any(labels == c) else None
+                 for c in range(probs.shape[1])]
+    if probs.shape[1] == 2:
+        return per_class[1], per_class
+    present = [v for v in per_class if v is not None]
+    return (float(np.mean(present)) if present else None), per_class
+
+
 def compute_metrics(labels, probs, id2label: dict[int, str]) -> dict:
     """All evaluation numbers as plain Python types, ready for ``json.dumps``.
 
     Predictions are the argmax of ``probs``; precision/recall/F1 use every label id
-    (``zero_division=0``) so a never-predicted class counts as 0, not as missing.
+    (``zero_division=0``) so a never-predicted class counts as 0, not as missing. For imbalanced data:
+    ``balanced_accuracy``, ``per_class`` recall, and ``average_precision`` (see `average_precision`; per class
+    in ``average_precision_per_class``).
 
     >>> m = compute_metrics([1, 0], [[0.3, 0.7], [0.6, 0.4]], {0: "a", 1: "b"})
     >>> m["confusion_matrix"], m["label_names"]
@@ -94,10 +118,17 @@ def compute_metrics(labels, probs, id2label: dict[int, str]) -> dict:
         "loss": cross_entropy(labels, probs),
         "accuracy": float(np.mean(preds == labels)),
     }
+    with warnings.catch_warnings():  # a predicted class absent from labels is expected on small splits
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")
+        # the mean recall over the classes present in labels (scikit-learn's definition)
+        out["balanced_accuracy"] = float(balanced_accuracy_score(labels, preds))
     for avg in ("macro", "weighted"):
         p, r, f, _ = precision_recall_fscore_support(labels, preds, labels=ids, average=avg, zero_division=0)
         out |= {f"precision_{avg}": float(p), f"recall_{avg}": float(r), f"f1_{avg}": float(f)}
     out["roc_auc"] = roc_auc(labels, probs)
+    ap, ap_per_class = average_precision(labels, probs)
+    out["average_precision"] = ap
+    out["average_precision_per_class"] = dict(zip(names, ap_per_class))
     p, r, f, s = precision_recall_fscore_support(labels, preds, labels=ids, average=None, zero_division=0)
     out["per_class"] = {
         name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}

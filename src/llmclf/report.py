@@ -17,7 +17,8 @@ from llmclf.models import HUB_IDS
 CARD_METRICS = (("accuracy", "accuracy", "accuracy"), ("f1", "f1_macro", "f1 (macro)"),
                 ("precision", "precision_macro", "precision (macro)"), ("recall", "recall_macro", "recall (macro)"),
                 ("roc_auc", "roc_auc", "ROC-AUC"))
-RESULT_KEYS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "loss")
+RESULT_KEYS = ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc",
+               "average_precision", "loss")
 HISTORY_KEYS = ("epoch", "train_loss", "eval_loss", "eval_accuracy", "eval_f1_macro", "eval_roc_auc")
 SPLITS = ("train", "validation", "test")
 # Data sets a card names by their Hub id and citation when the training data is one of their files, laid out
@@ -192,13 +193,13 @@ def _plot_link(out_dir: pathlib.Path, plot) -> str:
 
 def write_model_card(out_dir, *, config: dict, metrics: dict, history: list[dict], data_info: dict,
                      plots: list[str], test_metrics: dict | None = None, name: str | None = None,
-                     analysis: dict | None = None) -> pathlib.Path:
+                     analysis: dict | None = None, class_weights: dict[str, float] | None = None) -> pathlib.Path:
     """Write ``out_dir/README.md`` and return its path.
 
     ``data_info`` holds ``train``/``validation``/``test`` sources and optional ``train_size``-style
     counts and ``label_names``. Headline numbers come from ``test_metrics`` when given, else validation.
     ``analysis`` (see `trust_card_sections`) adds calibration, threshold, abstention, error analysis and
-    behaviour-check sections.
+    behaviour-check sections. ``class_weights`` (label -> weight) are the resolved weights of a weighted loss.
     """
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -239,6 +240,9 @@ def write_model_card(out_dir, *, config: dict, metrics: dict, history: list[dict
         *_data_section(data_info, labels),
         "## Training recipe", "",
         table(["Setting", "Value"], [[k, fmt_config(v)] for k, v in flatten_config(config)]), "",
+        *(["Loss: weighted cross-entropy, class weights "
+           + ", ".join(f"`{k}` {v:.4g}" for k, v in class_weights.items())
+           + " (mean weighted by the weights of the examples' labels).", ""] if class_weights else []),
         *_results_section(splits, history),
         *(trust_card_sections(analysis) if analysis else []),
         "## Plots", "",
@@ -276,6 +280,8 @@ def trust_rows(m: dict) -> list[list[str]]:
         objective = m.get("threshold_objective")
         if objective == "precision":
             objective = f"precision >= {m.get('target_precision')}"
+        elif objective == "recall":
+            objective = f"recall >= {m.get('target_recall')}"
         rows.append(["decision threshold (tuned for " + str(objective) + ")", fmt_number(m["threshold"])])
         at = m.get("at_threshold") or {}
         rows.append(["at the threshold: accuracy / precision / recall / F1",

@@ -137,6 +137,8 @@ def _summary(metrics: dict, splits: dict, config: dict, data_info: dict) -> str:
             summary.append([f"{name} data", f"{data_info.get(name) or 'held out from the training data'} "
                                             f"({fmt_number(data_info.get(f'{name}_size'))} examples)"])
     for name, value in (metrics.get("training") or {}).items():
+        if isinstance(value, dict):  # class_weights: label -> weight
+            value = [f"{k} {fmt_config(v)}" for k, v in value.items()]
         summary.append([name.replace("_", " "), fmt_config(value)])
     names = next(iter(splits.values()), {}).get("label_names", [])
     summary.append(["labels", ", ".join(map(str, names))])

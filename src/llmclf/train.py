@@ -18,7 +18,7 @@ from pathlib import Path
 from llmclf.analysis import ScoredSplit, lookup_ratings, write_analysis
 from llmclf.artifacts import RUN_CONFIG_FILE, staged, staging_path, write_metrics, write_run_config
 from llmclf.calibration import fit_calibration, save_calibration, scale_head
-from llmclf.config import TrainArgs
+from llmclf.config import TrainArgs, parse_class_weights
 from llmclf.data import LabelledTexts, encode_labels, load_labelled, make_label_maps, split_train_validation
 from llmclf.errors import UserError
 from llmclf.models import add_lora, load_backbone, quiet_progress, save_classifier
@@ -104,6 +104,34 @@ def rank_checksums(model, state) -> list[float]:
     return gather_object([total]) if state.num_processes > 1 else [total]
 
 
+def resolve_class_weights(spec: str | None, train_labels, id2label: dict[int, str]) -> list[float] | None:
+    """`--class-weights` as one weight per label id: None (unweighted), `balanced` from the training labels as
+    scikit-learn's compute_class_weight("balanced") gives them (n_samples / (num_labels * count)), or the
+    explicit weights once their count is checked against the labels.
+
+    >>> resolve_class_weights("balanced", [0, 0, 0, 1], {0: "neg", 1: "pos"})
+    [0.6666666666666666, 2.0]
+    """
+    import numpy as np
+
+    weights = parse_class_weights(spec)
+    if weights is None:
+        return None
+    if weights == "balanced":
+        from sklearn.utils.class_weight import compute_class_weight
+
+        labels = np.asarray(train_labels)
+        present = np.unique(labels)
+        found = dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=labels)))
+        # A label absent from the training part (seen only in validation) gets no weight: it cannot occur in the loss.
+        return [float(found.get(i, 0.0)) * len(present) / len(id2label) for i in sorted(id2label)]
+    if len(weights) != len(id2label):
+        names = ", ".join(id2label[i] for i in sorted(id2label))
+        raise UserError(f"--class-weights {spec}: {len(weights)} weight(s) for {len(id2label)} labels ({names}); "
+                        "give one weight per label, in that order, or --class-weights balanced.")
+    return weights
+
+
 def check_report_to(report_to: str) -> None:
     import importlib.util
 
@@ -128,7 +156,8 @@ def build_model(args: TrainArgs, id2label: dict[int, str], precision: str):
     return model, tokenizer, prompt
 
 
-def build_trainer(args: TrainArgs, model, tokenizer, prompt, splits: Splits, training_args):
+def build_trainer(args: TrainArgs, model, tokenizer, prompt, splits: Splits, training_args,
+                  class_weights: list[float] | None = None):
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback
 
     from llmclf.packing import PackedCollator
@@ -142,7 +171,7 @@ def build_trainer(args: TrainArgs, model, tokenizer, prompt, splits: Splits, tra
         collator = DataCollatorWithPadding(tokenizer, padding=args.padding, max_length=args.max_length,
                                            pad_to_multiple_of=args.pad_to_multiple_of if args.padding == "longest" else None)
     callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if args.early_stopping_patience else []
-    return trainer_class(packing=args.packing)(
+    return trainer_class(packing=args.packing, class_weights=class_weights)(
         model=model, args=training_args, data_collator=collator,
         train_dataset=TokenizedTexts(splits.train, tokenizer, args.max_length, args.truncation, prompt),
         eval_dataset=TokenizedTexts(splits.validation, tokenizer, args.max_length, args.truncation, prompt),
@@ -161,6 +190,7 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
     check_report_to(args.report_to)
     splits = load_splits(args)
     args.label_names = [splits.id2label[i] for i in sorted(splits.id2label)]
+    class_weights = resolve_class_weights(args.class_weights, splits.train.labels, splits.id2label)
     # Imported after the cheap checks: transformers' Trainer takes seconds to import, and a typo should not wait.
     from accelerate import PartialState
 
@@ -178,7 +208,7 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
             write_run_config(stage, args.to_dict())
         state.wait_for_everyone()
         started = time.perf_counter()
-        trainer = build_trainer(args, model, tokenizer, prompt, splits, training_args)
+        trainer = build_trainer(args, model, tokenizer, prompt, splits, training_args, class_weights)
         result = trainer.train(resume_from_checkpoint=True if resume else None)
         train_seconds = time.perf_counter() - started
         checksums = rank_checksums(trainer.model, state)
@@ -194,6 +224,7 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
             "world_size": state.num_processes,
             "bf16": precision == "bf16",
             "rank_param_checksums": checksums,
+            "class_weights": None if class_weights is None else dict(zip(args.label_names, class_weights)),
         }
         finish_run(stage, output, args, trainer.model, tokenizer, splits, parts,
                    history_rows(trainer.state.log_history), training, precision)
@@ -224,7 +255,8 @@ def finish_run(stage: Path, output: Path, args: TrainArgs, model, tokenizer, spl
     """Everything after the weights are trained, written into the staging directory: calibration, analysis,
     report, model card and the saved model. `precision` is the one the model was trained in."""
     # Temperature, then (binary) threshold, fitted on validation data; from here on the head carries the temperature.
-    calibration = fit_calibration(parts[0].logits, parts[0].labels, args.threshold_objective, args.target_precision)
+    calibration = fit_calibration(parts[0].logits, parts[0].labels, args.threshold_objective, args.target_precision,
+                                  args.target_recall)
     in_head = scale_head(model, calibration.temperature)
     classifier = Classifier(model, tokenizer, max_length=args.max_length, batch_size=args.eval_batch_size,
                             device=str(next(model.parameters()).device), threshold=calibration.threshold,
@@ -247,6 +279,7 @@ def finish_run(stage: Path, output: Path, args: TrainArgs, model, tokenizer, spl
     save_calibration(stage, calibration, in_head)
     write_model_card(stage, config=args.to_dict(), metrics=results["validation"], history=history, data_info=data_info,
                      plots=[str(p) for p in analysis.plots], test_metrics=results.get("test"), name=output.name,
+                     class_weights=training.get("class_weights"),
                      analysis={"split": analysis.split, "metrics": results[analysis.split], "errors": analysis.errors,
                                "behaviour": analysis.behaviour, "temperature_in_head": in_head})
     write_metrics(stage, results)

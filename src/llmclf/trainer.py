@@ -85,13 +85,19 @@ def history_rows(log_history: list[dict]) -> list[dict]:
     return [rows[e] for e in sorted(rows) if any(k.startswith("eval_") for k in rows[e])]
 
 
-def trainer_class(packing: bool = False):
+def trainer_class(packing: bool = False, class_weights: list[float] | None = None):
     """transformers' Trainer, with evaluation and prediction always in dataset order; with `packing`, computing
-    logits and loss from packed batches (llmclf.packing).
+    logits and loss from packed batches (llmclf.packing); with `class_weights` (one per label id), the loss is
+    weighted cross-entropy.
 
     transformers 5 also length-groups *evaluation* batches under group_by_length, so `Trainer.predict` returns
     predictions in another order than the dataset's: metrics Trainer computes itself stay right (labels travel
     with the batch), but pairing the predictions with the texts does not (it gave chance-level accuracy).
+
+    The weighted loss is torch's `cross_entropy(logits, labels, weight=w)` with mean reduction: sum_i w[y_i] *
+    loss_i / sum_i w[y_i] over the batch, so a step's loss stays on the scale of an unweighted one and batches with
+    more heavy-weight examples do not take larger steps. Trainer's num_items_in_batch is not used (as in the
+    packed path): each step's loss is a mean, and Trainer scales it for gradient accumulation.
     """
     import torch
     from transformers import Trainer
@@ -116,4 +122,30 @@ def trainer_class(packing: bool = False):
             loss = torch.nn.functional.cross_entropy(logits.float(), inputs["labels"])  # mean per text, as padded
             return (loss, SequenceClassifierOutput(loss=loss, logits=logits)) if return_outputs else loss
 
-    return PackedTrainer if packing else OrderedEvalTrainer
+    if class_weights is None:
+        return PackedTrainer if packing else OrderedEvalTrainer
+    weights = torch.tensor(class_weights, dtype=torch.float32)
+
+    class WeightedTrainer(PackedTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs["labels"]
+            if packing:
+                logits = packed_logits(model, inputs["input_ids"], inputs["position_ids"], inputs["text_ends"])
+            else:  # without labels the model computes no loss of its own
+                logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
+            loss = weighted_cross_entropy(logits, labels, weights)
+            return (loss, SequenceClassifierOutput(loss=loss, logits=logits)) if return_outputs else loss
+
+    return WeightedTrainer
+
+
+def weighted_cross_entropy(logits, labels, weights):
+    """Mean weighted cross-entropy in float32: sum_i w[y_i] * nll_i / sum_i w[y_i] (torch's weighted mean).
+
+    >>> import torch
+    >>> float(weighted_cross_entropy(torch.zeros(2, 2), torch.tensor([0, 1]), torch.tensor([1.0, 3.0])))
+    0.6931471824645996
+    """
+    import torch
+
+    return torch.nn.functional.cross_entropy(logits.float(), labels, weight=weights.to(logits.device))
