@@ -11,7 +11,7 @@ import pytest
 
 from llmclf.cli import main
 from llmclf.errors import UserError
-from llmclf.artifacts import staging_path as staging_dir
+from llmclf.artifacts import staging_path
 from llmclf.train import check_output
 from llmclf.trainer import history_rows
 
@@ -39,7 +39,7 @@ def test_check_output_rules(tmp_path):
     check_output(out, overwrite=True, resume=False)
     with pytest.raises(UserError, match="no unfinished run"):
         check_output(out, overwrite=False, resume=True)
-    (staging_dir(out) / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+    (staging_path(out) / "checkpoints" / "checkpoint-4").mkdir(parents=True)
     with pytest.raises(UserError, match="pass --resume"):
         check_output(out, overwrite=False, resume=False)
     check_output(out, overwrite=False, resume=True)
@@ -62,7 +62,7 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path, news_json
     metrics equal those of an uninterrupted run with the same seed (tolerance 1e-4 on the loss)."""
     killed = tmp_path / "killed"
     command = [sys.executable, "-m", "llmclf", "train", "--data", str(news_jsonl), "--output", str(killed), *TINY]
-    checkpoints = kill_at_first_checkpoint(command, staging_dir(killed) / "checkpoints")
+    checkpoints = kill_at_first_checkpoint(command, staging_path(killed) / "checkpoints")
     assert not killed.exists(), "a killed run must not leave a directory that looks complete"
     assert list(checkpoints.glob("checkpoint-*"))
 
@@ -75,7 +75,7 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path, news_json
     assert resumed["accuracy"] == expected["accuracy"]
     history = (killed / "history.jsonl").read_text().splitlines()
     assert [json.loads(row)["epoch"] for row in history] == [1.0, 2.0, 3.0]
-    assert not staging_dir(killed).exists()
+    assert not staging_path(killed).exists()
 
 
 @pytest.mark.slow  # trains in a subprocess, kills it, resumes
@@ -85,7 +85,7 @@ def test_resume_from_a_mid_epoch_save_steps_checkpoint_after_sigkill(tmp_path, n
     args = [*TINY, "--save-steps", "5"]
     killed = tmp_path / "killed"
     command = [sys.executable, "-m", "llmclf", "train", "--data", str(news_jsonl), "--output", str(killed), *args]
-    checkpoints = kill_at_first_checkpoint(command, staging_dir(killed) / "checkpoints")
+    checkpoints = kill_at_first_checkpoint(command, staging_path(killed) / "checkpoints")
     saved = sorted(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
     assert saved and saved[-1] % 16 != 0, f"expected a mid-epoch checkpoint, found steps {saved}"
     state = json.loads((checkpoints / f"checkpoint-{saved[-1]}" / "trainer_state.json").read_text())
