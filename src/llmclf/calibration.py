@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from llmclf.artifacts import write_calibration
+from llmclf.config import THRESHOLD_OBJECTIVES
 from llmclf.metrics import softmax
 
 N_BINS = 15
 TEMPERATURE_BOUNDS = (0.05, 20.0)
-THRESHOLD_OBJECTIVES = ("accuracy", "f1", "precision", "recall")
 COVERAGE_TARGETS = (0.99, 0.98)
 
 

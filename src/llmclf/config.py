@@ -22,13 +22,15 @@ from typing import Any
 import yaml
 
 from llmclf.errors import UserError
-from llmclf.calibration import THRESHOLD_OBJECTIVES
 from llmclf.precision import PRECISION_CHOICES
 from llmclf.windows import TRUNCATION_CHOICES
-from llmclf.zeroshot import HEAD_INIT_CHOICES
 
 PADDING_CHOICES = ("longest", "max_length")
 REPORT_TO_CHOICES = ("none", "tensorboard", "mlflow")
+# Kept here, where settings are checked, so `llmclf --help` does not import numpy and scikit-learn with them;
+# llmclf.calibration and llmclf.zeroshot use the same tuples.
+THRESHOLD_OBJECTIVES = ("accuracy", "f1", "precision", "recall")
+HEAD_INIT_CHOICES = ("random", "label-words")
 BEST_METRIC_CHOICES = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "loss")
 
 

@@ -30,7 +30,6 @@ from llmclf.errors import UserError
 from llmclf.metrics import softmax
 
 CONTENT_FREE = ("N/A", "", "[MASK]")
-HEAD_INIT_CHOICES = ("random", "label-words")
 
 
 def parse_labels(labels, what: str = "--labels") -> list[str]:
