@@ -11,11 +11,17 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
-@pytest.mark.parametrize("script", ["train_speed.py", "predict_speed.py"])
-def test_speed_benchmark_smoke_run_writes_rows(tmp_path, script):
-    done = subprocess.run([sys.executable, str(BENCH / script), "--smoke", "--results-dir", str(tmp_path)],
+def run_smoke(script: str, results_dir, *extra):
+    """A bench script in --smoke mode, writing into results_dir; it must exit 0."""
+    done = subprocess.run([sys.executable, str(BENCH / script), "--smoke", "--results-dir", str(results_dir), *extra],
                           capture_output=True, text=True, timeout=600, cwd=BENCH)
     assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+@pytest.mark.parametrize("script", ["train_speed.py", "predict_speed.py"])
+def test_speed_benchmark_smoke_run_writes_rows(tmp_path, script):
+    run_smoke(script, tmp_path)
     (path,) = tmp_path.glob("*.json")
     result = json.loads(path.read_text())
     assert {"device", "date", "versions", "rows"} <= set(result) and result["smoke"] is True
@@ -32,9 +38,7 @@ def test_speed_benchmark_smoke_run_writes_rows(tmp_path, script):
 @pytest.mark.slow  # three subprocesses that each import transformers and build a model: ~30 s
 @pytest.mark.parametrize("script", ["train_cpu.py"])
 def test_cpu_training_benchmark_smoke_run_writes_a_row_per_variant(tmp_path, script):
-    done = subprocess.run([sys.executable, str(BENCH / script), "--smoke", "--results-dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600, cwd=BENCH)
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_smoke(script, tmp_path)
     (path,) = tmp_path.glob("train_cpu-smoke-*.json")
     result = json.loads(path.read_text())
     assert {"device", "date", "versions", "settings", "rows", "cpu"} <= set(result) and result["smoke"] is True
@@ -54,11 +58,7 @@ def test_cpu_training_benchmark_smoke_run_writes_a_row_per_variant(tmp_path, scr
 @pytest.mark.slow  # two subprocesses; the first trains six tiny models: ~1.5 min on 2 busy cores
 def test_sample_efficiency_smoke_run_writes_rows_a_plot_and_resumes(tmp_path):
     def run(*extra):
-        done = subprocess.run([sys.executable, str(BENCH / "sample_efficiency.py"), "--smoke",
-                               "--results-dir", str(tmp_path), *extra],
-                              capture_output=True, text=True, timeout=600, cwd=BENCH)
-        assert done.returncode == 0, done.stderr[-2000:]
-        return done
+        return run_smoke("sample_efficiency.py", tmp_path, *extra)
 
     # every template and both heads, both size-0 builds (from_pretrained zero-shot and the bare-text one)
     variants = ["none/label-words", "plain/label-words", "chat/random"]

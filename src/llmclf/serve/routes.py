@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from llmclf.artifacts import read_run_config
 from llmclf.report_html import render_card
-from llmclf.serve.errors import RequestError, check_texts, limit_exceeded
+from llmclf.serve.errors import RequestError, limit_exceeded
 from llmclf.serve.schemas import PredictRequest, PredictResponse
 from llmclf.serve.state import State
 
@@ -37,9 +37,7 @@ router = APIRouter()
 @router.post("/v1/predict", response_model=PredictResponse, tags=["llmclf"])
 async def predict(request: PredictRequest, state: State):
     """Label names, probabilities by label and the decision rule, one prediction per text."""
-    texts = [request.texts] if isinstance(request.texts, str) else request.texts
-    check_texts(texts, state.args, "texts")
-    records = await state.classify(texts)
+    records = await state.classify_request(request.texts, "texts")
     classifier = state.classifier
     return {"model": state.name, "labels": state.labels,
             "decision": "argmax" if classifier.threshold is None else "threshold",

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 
 from llmclf.serve.settings import ServeArgs
 from llmclf.serve.batching import Batcher, QueueFull
-from llmclf.serve.errors import RequestError
+from llmclf.serve.errors import RequestError, check_texts
 
 
 def count_tokens(classifier):
@@ -38,6 +38,12 @@ class ServeState:
     @property
     def labels(self) -> list[str]:
         return self.classifier.labels
+
+    async def classify_request(self, texts: str | list[str], what: str) -> list[dict]:
+        """A request's text or texts (named `what` in errors), checked against the limits, then classified."""
+        texts = [texts] if isinstance(texts, str) else texts
+        check_texts(texts, self.args, what)
+        return await self.classify(texts)
 
     async def classify(self, texts: list[str]) -> list[dict]:
         """One record per text from the shared batcher; a full queue is a 503 the client may retry."""

@@ -9,7 +9,6 @@ import uuid
 
 from fastapi import APIRouter
 
-from llmclf.serve.errors import check_texts
 from llmclf.serve.schemas import ClassificationResponse, ClassifyRequest
 from llmclf.serve.state import State
 
@@ -19,9 +18,7 @@ router = APIRouter()
 @router.post("/classify", response_model=ClassificationResponse, tags=["vLLM-compatible"])
 async def classify_vllm(request: ClassifyRequest, state: State):
     """Classify texts in vLLM's request and response shapes: `probs` in label-id order."""
-    texts = [request.input] if isinstance(request.input, str) else request.input
-    check_texts(texts, state.args, "input")
-    records = await state.classify(texts)
+    records = await state.classify_request(request.input, "input")
     tokens = sum(r["tokens"] for r in records)
     labels = state.labels
     return {"id": f"classify-{uuid.uuid4().hex}", "object": "list", "created": int(time.time()), "model": state.name,
