@@ -31,7 +31,13 @@ REPORT_TO_CHOICES = ("none", "tensorboard", "mlflow")
 # llmclf.calibration and llmclf.zeroshot use the same tuples.
 THRESHOLD_OBJECTIVES = ("accuracy", "f1", "precision", "recall")
 HEAD_INIT_CHOICES = ("random", "label-words")
-BEST_METRIC_CHOICES = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "loss")
+BEST_METRIC_CHOICES = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "loss",  # single-label
+                       "f1_micro", "subset_accuracy", "hamming_loss",  # multi-label (also f1_macro, f1_weighted, roc_auc)
+                       "mae", "rmse", "r2", "pearson", "spearman")  # regression
+# --best-metric values where a smaller number is better (Trainer's greater_is_better=False).
+LOWER_IS_BETTER = ("loss", "hamming_loss", "mae", "rmse")
+PROBLEM_TYPE_CHOICES = ("auto", "single-label", "multi-label", "regression")
+LOSS_CHOICES = ("mse", "huber")
 
 
 @dataclass
@@ -49,6 +55,18 @@ class TrainArgs:
     """Column holding the label (integers or strings)."""
     label_names: list[str] | None = None
     """Names for integer labels 0..K-1, in order (e.g. neg,pos); saved runs record the names used."""
+    problem_type: str = "auto"
+    """`single-label`, `multi-label` (a list of labels per text), `regression` (a number per text), or `auto`:
+    multi-label for a column of lists (or of CSV cells such as "anger,disgust" / "[anger, disgust]", or with
+    label_columns), regression for numbers that are not all integers, else single-label. Saved runs record the
+    type found."""
+    label_columns: list[str] | None = None
+    """Multi-label from one 0/1 column per label (e.g. anger,joy,fear): the column names are the label names."""
+    label_separator: str = ","
+    """Multi-label: the separator between labels in a text cell (CSV), e.g. "anger,disgust"."""
+    allow_empty_labels: bool = False
+    """Multi-label: accept texts with an empty list of labels (none applies); refused otherwise, as a likely
+    mistake."""
     validation_fraction: float = 0.2
     """Share of the training data held out for validation when no validation data is given (the card's 80/20)."""
     max_train_samples: int | None = None
@@ -130,6 +148,12 @@ class TrainArgs:
     (num_labels * count of the class) on the training part, as scikit-learn's compute_class_weight), or one
     weight per label in label-id order, e.g. `1,9` (each >= 0, at least one > 0). The resolved weights are in
     metrics.json's training block and the card."""
+    loss: str | None = None
+    """Regression: `mse` (the default) or `huber` (less swayed by outlying targets; on standardised targets,
+    delta 1)."""
+    interval: float | None = None
+    """Regression: split-conformal prediction intervals at this coverage level, e.g. 0.9: the half-width is
+    fitted on validation residuals and saved with the model."""
     seed: int = 42
     """Seed for the split, the head's initialisation and data order."""
     # --- selection and logging ---
@@ -202,6 +226,7 @@ class TrainArgs:
             raise UserError("--threshold-objective recall and --target-recall go together; pass both "
                             "(e.g. --threshold-objective recall --target-recall 0.9), or neither.")
         parse_class_weights(self.class_weights)
+        self._check_problem_type()
         if self.truncation not in TRUNCATION_CHOICES:
             raise UserError(f"--truncation must be one of {', '.join(TRUNCATION_CHOICES)}, got {self.truncation!r}.")
         if self.head_init not in HEAD_INIT_CHOICES:
@@ -215,6 +240,21 @@ class TrainArgs:
             raise UserError("--save-steps checkpoints mid-epoch while --best-metric compares epochs; pass one of them.")
         if self.early_stopping_patience is not None and self.best_metric is None:
             raise UserError("--early-stopping-patience needs --best-metric to know what to watch; pass both.")
+
+    def _check_problem_type(self) -> None:
+        if self.problem_type not in PROBLEM_TYPE_CHOICES:
+            raise UserError(f"--problem-type must be one of {', '.join(PROBLEM_TYPE_CHOICES)}, got "
+                            f"{self.problem_type!r}.")
+        if self.loss is not None and self.loss not in LOSS_CHOICES:
+            raise UserError(f"--loss must be one of {', '.join(LOSS_CHOICES)}, got {self.loss!r}.")
+        if self.interval is not None and not 0 < self.interval < 1:
+            raise UserError(f"--interval must be in (0, 1), e.g. 0.9, got {self.interval!r}.")
+        if not self.label_separator:
+            raise UserError("--label-separator must not be empty; pass e.g. --label-separator ';'.")
+        if self.label_columns is not None and self.problem_type in ("single-label", "regression"):
+            raise UserError(f"--label-columns gives multi-label data, but --problem-type is {self.problem_type}; "
+                            "drop one of them.")
+        check_problem_options(self, self.problem_type)
 
     def _fold_deprecated_bf16(self) -> None:
         """The old `bf16` setting (saved configs and recipes still carry it) becomes `precision`, so one name
@@ -254,6 +294,26 @@ def parse_class_weights(value: str | None) -> str | list[float] | None:
     if not any(w > 0 for w in weights):
         raise UserError(f"--class-weights {value}: every weight is 0, so nothing would be learnt; {fix}.")
     return weights
+
+
+def check_problem_options(args: TrainArgs, problem_type: str) -> None:
+    """Settings that belong to one problem type, checked once the type is known (given, or found in the data)."""
+    if problem_type == "auto":
+        return
+    if args.interval is not None and problem_type != "regression":
+        raise UserError(f"--interval gives prediction intervals for regression, but this is {problem_type} "
+                        "data; drop --interval (or pass --problem-type regression for numeric targets).")
+    if args.loss is not None and problem_type != "regression":
+        raise UserError(f"--loss {args.loss} is for regression, but this is {problem_type} data; drop --loss.")
+    if problem_type == "regression":
+        for name, given in (("class_weights", parse_class_weights(args.class_weights) is not None),
+                            ("head_init", args.head_init != "random"),
+                            ("threshold_objective", args.threshold_objective != "accuracy")):
+            if given:
+                raise UserError(f"{flag(name)} is for classification, but this is regression data; drop it.")
+    if problem_type == "multi-label" and args.threshold_objective != "accuracy":
+        raise UserError("--threshold-objective is for single-label models; multi-label runs tune one threshold "
+                        "per label for its F1 on validation. Drop --threshold-objective.")
 
 
 def flag(name: str) -> str:

@@ -20,27 +20,32 @@ FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl
 class LabelledTexts:
     texts: list[str]
     labels: list[Any]
-    """Raw labels as found (int or str); encode them with a label2id map."""
+    """Raw labels as found (int, str, a float for a number that is not whole, a list of those for a list cell, or
+    a tuple of the --label-columns values); encode them for the run's problem type (llmclf.problem_types)."""
     source: str
 
     def __len__(self) -> int:
         return len(self.texts)
 
 
-def load_labelled(source: str, text_column: str = "text", label_column: str = "label", what: str = "--data") -> LabelledTexts:
+def load_labelled(source: str, text_column: str = "text", label_column: str = "label", what: str = "--data",
+                  label_columns: list[str] | None = None) -> LabelledTexts:
     """Read (texts, raw labels) from a file, an aclImdb-style folder or a hub dataset ``name[:split]``.
 
-    `what` names the option the source came from, so errors point at it.
+    `what` names the option the source came from, so errors point at it. With `label_columns` (multi-label, one
+    0/1 column per label) each label is the tuple of those columns' values.
     """
     path = Path(source)
     if path.is_dir():
+        if label_columns:
+            raise UserError(f"{what} {source}: --label-columns reads columns of a file; give a CSV/JSONL/Parquet file.")
         texts, labels = _read_folder(path, what)
     elif path.suffix.lower() in FILE_FORMATS or path.exists():
-        texts, labels = _read_file(path, text_column, label_column, what)
+        texts, labels = _read_file(path, text_column, label_columns or label_column, what)
     elif _looks_like_path(source):
         raise UserError(f"{what} {source}: file not found; check the path.")
     else:
-        texts, labels = _read_hub(source, text_column, label_column, what)
+        texts, labels = _read_hub(source, text_column, label_columns or label_column, what)
     _check_texts(texts, labels, source, what)
     return LabelledTexts(texts, labels, source)
 
@@ -49,7 +54,7 @@ def _looks_like_path(source: str) -> bool:
     return source.startswith((".", "/", "~")) or "\\" in source or Path(source).suffix != "" and ":" not in source
 
 
-def _read_file(path: Path, text_column: str, label_column: str, what: str) -> tuple[list, list]:
+def _read_file(path: Path, text_column: str, label_column: str | list[str], what: str) -> tuple[list, list]:
     import pandas as pd
 
     if not path.is_file():
@@ -80,20 +85,35 @@ def _read_file(path: Path, text_column: str, label_column: str, what: str) -> tu
         raise UserError(f"{what} {path}: cannot read it as {file_format} ({first}); check the file's format.") from None
     columns = [str(c) for c in frame.columns]
     frame.columns = columns  # read_json turns keys such as "0" into integers, which `--text-column 0` names
-    for role, column in (("text", text_column), ("label", label_column)):
+    _check_columns(columns, text_column, label_column, f"{what} {path}")
+    return frame[text_column].tolist(), _column_labels(frame, label_column)
+
+
+def _check_columns(columns: list[str], text_column: str, label_column: str | list[str], where: str) -> None:
+    for role, column in (("text", text_column), *(("label", c) for c in _as_list(label_column))):
         if column not in columns:
-            raise UserError(
-                f"{what} {path}: no {role} column {column!r}; columns found: {', '.join(columns) or '(none)'}. "
-                f"Pass --{role}-column."
-            )
-    labels = [_normalise_label(v) for v in frame[label_column].tolist()]
-    return frame[text_column].tolist(), labels
+            flag = "--label-columns" if isinstance(label_column, list) else f"--{role}-column"
+            raise UserError(f"{where}: no {role} column {column!r}; columns found: {', '.join(columns) or '(none)'}. "
+                            f"Pass {flag}.")
+
+
+def _as_list(label_column: str | list[str]) -> list[str]:
+    return label_column if isinstance(label_column, list) else [label_column]
+
+
+def _column_labels(frame, label_column: str | list[str]) -> list:
+    if isinstance(label_column, list):  # --label-columns: one 0/1 column per label
+        return [tuple(_normalise_label(v) for v in row) for row in zip(*(frame[c].tolist() for c in label_column))]
+    return [_normalise_label(v) for v in frame[label_column].tolist()]
 
 
 def _normalise_label(value: Any) -> Any:
-    """Integers stay integers (also when a CSV gives "1" or pandas gives 1.0); anything else is a string."""
+    """Integers stay integers (also when a CSV gives "1" or pandas gives 1.0); other numbers stay floats (a
+    regression target); a list (JSONL) or array (Parquet) becomes a list of labels; anything else is a string."""
     import numpy as np
 
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_normalise_label(v) for v in value]
     if isinstance(value, (bool, np.bool_)):
         return str(value).lower()
     if isinstance(value, (int, np.integer)):
@@ -105,8 +125,10 @@ def _normalise_label(value: Any) -> Any:
             return int(value.strip())
         except ValueError:  # "¹" and "--1" pass isdigit() but are no integers: they stay names
             pass
-    if value is None or (isinstance(value, float) and value != value):
+    if value is None or (isinstance(value, (float, np.floating)) and value != value):
         return None
+    if isinstance(value, (float, np.floating)):
+        return float(value)
     return str(value).strip()
 
 
@@ -149,11 +171,9 @@ def _read_hub(source: str, text_column: str, label_column: str, what: str) -> tu
             f"{what} {source}: not a local file or folder, and loading it as a hub dataset failed ({first}); "
             "check the path, or the dataset name and network access."
         ) from None
-    columns = list(dataset.column_names)
-    for role, column in (("text", text_column), ("label", label_column)):
-        if column not in columns:
-            raise UserError(f"{what} {source}: no {role} column {column!r}; columns found: {', '.join(columns)}. "
-                            f"Pass --{role}-column.")
+    _check_columns(list(dataset.column_names), text_column, label_column, f"{what} {source}")
+    if isinstance(label_column, list):
+        return list(dataset[text_column]), _column_labels(dataset.to_pandas(), label_column)
     labels = list(dataset[label_column])
     feature = dataset.features[label_column]
     if hasattr(feature, "names") and feature.names:  # ClassLabel: use the real names (imdb: neg/pos)
@@ -170,7 +190,7 @@ def _check_texts(texts: list, labels: list, source: str, what: str) -> None:
             shown = "empty" if isinstance(text, str) or missing else f"not a string ({type(text).__name__})"
             raise UserError(f"{what} {source}: row {row + 1} has {shown} text; remove or fill that row.")
     for row, label in enumerate(labels):
-        if label is None or label == "":
+        if label is None or isinstance(label, str) and label == "":
             raise UserError(f"{what} {source}: row {row + 1} has no label; remove or label that row.")
 
 
@@ -230,10 +250,12 @@ def encode_labels(labels: list[Any], id2label: dict[int, str], what: str = "--da
     return ids
 
 
-def split_train_validation(data: LabelledTexts, fraction: float = 0.2, seed: int = 42) -> tuple[LabelledTexts, LabelledTexts]:
+def split_train_validation(data: LabelledTexts, fraction: float = 0.2, seed: int = 42,
+                           stratify: bool = True) -> tuple[LabelledTexts, LabelledTexts]:
     """Hold out `fraction` for validation, shuffled with `seed` (the card's 80/20, seed 42).
 
-    Stratified by label so that small data sets keep every class on both sides.
+    Stratified by label so that small data sets keep every class on both sides (unless `stratify` is False:
+    label sets and numbers are no classes to stratify by).
     """
     from sklearn.model_selection import train_test_split
 
@@ -242,15 +264,15 @@ def split_train_validation(data: LabelledTexts, fraction: float = 0.2, seed: int
                         "or pass --validation-data.")
     indices = list(range(len(data)))
     counts = {}
-    for label in data.labels:
+    for label in data.labels if stratify else ():
         counts[label] = counts.get(label, 0) + 1
     n_validation = math.ceil(len(data) * fraction)  # how train_test_split rounds
     if n_validation >= len(data):
         raise UserError(f"--validation-fraction {fraction} of {len(data)} examples leaves none for training; "
                         "lower it, or pass --validation-data.")
     enough = min(n_validation, len(data) - n_validation) >= len(counts)
-    stratify = data.labels if min(counts.values()) >= 2 and enough else None
-    train_idx, val_idx = train_test_split(indices, test_size=fraction, random_state=seed, stratify=stratify)
+    by = data.labels if counts and min(counts.values()) >= 2 and enough else None
+    train_idx, val_idx = train_test_split(indices, test_size=fraction, random_state=seed, stratify=by)
     pick = lambda idx, tag: LabelledTexts([data.texts[i] for i in idx], [data.labels[i] for i in idx],
                                           f"{data.source} ({tag})")
     return pick(train_idx, f"{1 - fraction:.0%} split, seed {seed}"), pick(val_idx, f"{fraction:.0%} split, seed {seed}")

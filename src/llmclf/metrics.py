@@ -14,7 +14,8 @@ from sklearn.metrics import (average_precision_score, balanced_accuracy_score, c
                              precision_recall_fscore_support, roc_auc_score)
 
 _EPS = 1e-12
-SUMMARY_KEYS = ("loss", "accuracy", "f1_macro", "roc_auc")
+# Each split's metrics hold the keys of their problem type only (multi-label: f1_micro...; regression: mae...).
+SUMMARY_KEYS = ("loss", "accuracy", "f1_micro", "f1_macro", "roc_auc", "mae", "rmse", "r2")
 
 
 def softmax(logits) -> np.ndarray:

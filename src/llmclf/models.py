@@ -156,7 +156,7 @@ def _from_pretrained(cls, source: str, **kwargs):
                         f"access, or use a local copy or an alias ({', '.join(ALIASES)}).") from None
 
 
-def tiny_random_llama(id2label: dict[int, str], seed: int = 0):
+def tiny_random_llama(id2label: dict[int, str], seed: int = 0, problem_type: str | None = None):
     """A 2-layer, 64-wide Llama with random weights and the default tokenizer: for smoke runs and tests."""
     import torch
     from transformers import LlamaConfig, LlamaForSequenceClassification
@@ -167,6 +167,7 @@ def tiny_random_llama(id2label: dict[int, str], seed: int = 0):
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
+        problem_type=problem_type,
     )
     torch.manual_seed(seed)
     model = LlamaForSequenceClassification(config)
@@ -175,15 +176,18 @@ def tiny_random_llama(id2label: dict[int, str], seed: int = 0):
 
 
 def load_backbone(name: str, id2label: dict[int, str], seed: int = 42, trust_remote_code: bool = False,
-                  allow_pickle: bool = False, dtype=None):
+                  allow_pickle: bool = False, dtype=None, problem_type: str | None = None):
     """A pretrained decoder with a fresh classification head of len(id2label) outputs, and its tokenizer.
 
-    `dtype` (default float32) is the weights' dtype (add_lora makes the trained ones float32 again)."""
+    `dtype` (default float32) is the weights' dtype (add_lora makes the trained ones float32 again).
+    `problem_type` is transformers' config.problem_type ("single_label_classification",
+    "multi_label_classification" or "regression"), saved with the model: it picks transformers' loss and the
+    activation `pipeline` applies."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
     if name == "tiny-random-llama":
-        model, tokenizer = tiny_random_llama(id2label, seed=seed)
+        model, tokenizer = tiny_random_llama(id2label, seed=seed, problem_type=problem_type)
         return model.to(dtype or torch.float32), tokenizer
     source = resolve_backbone(name)
     tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
@@ -192,7 +196,7 @@ def load_backbone(name: str, id2label: dict[int, str], seed: int = 42, trust_rem
         AutoModelForSequenceClassification, source, num_labels=len(id2label), id2label=id2label,
         label2id={v: k for k, v in id2label.items()}, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code,
         # Pickle checkpoints can run code when loaded: safetensors only, unless the user opts in.
-        use_safetensors=None if allow_pickle else True,
+        use_safetensors=None if allow_pickle else True, problem_type=problem_type,
     )
     clear_quantization_marks(model)
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -272,6 +276,13 @@ def load_classifier(name: str, trust_remote_code: bool = False, allow_pickle: bo
     return model.eval(), tokenizer
 
 
+def hf_problem_type(problem_type: str | None) -> str | None:
+    """transformers' config.problem_type for a run's problem_type setting (None for a run saved before it)."""
+    from llmclf.problem_types import HF_PROBLEM_TYPES
+
+    return HF_PROBLEM_TYPES.get(problem_type)
+
+
 @contextmanager
 def quiet_progress():
     from transformers.utils import logging as hf_logging
@@ -301,7 +312,7 @@ def _load_adapter(path: Path, trust_remote_code: bool, allow_pickle: bool):
     # tiny-random-llama's weights come from the seed; a pretrained backbone's only head is the adapter's.
     with quiet_progress():
         model, _ = load_backbone(backbone, id2label, seed=run.get("seed", 42), trust_remote_code=trust_remote_code,
-                                 allow_pickle=allow_pickle)
+                                 allow_pickle=allow_pickle, problem_type=hf_problem_type(run.get("problem_type")))
     tokenizer = load_tokenizer(str(path))
     # Merged for inference: the same logits without LoRA's extra matmuls in every layer.
     model = PeftModel.from_pretrained(model, path, use_safetensors=True).merge_and_unload()

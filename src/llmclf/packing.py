@@ -69,7 +69,10 @@ class PackedCollator:
             position_ids[r, start:] = torch.arange(width - start)
         batch = {"input_ids": input_ids, "position_ids": position_ids, "text_ends": text_ends}
         if "labels" in features[0]:
-            batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.long)
+            labels = [f["labels"] for f in features]
+            # class ids (single-label); multi-hot vectors and regression targets are floats
+            whole = all(isinstance(y, int) for y in labels)
+            batch["labels"] = torch.tensor(labels, dtype=torch.long if whole else torch.float32)
         return batch
 
 

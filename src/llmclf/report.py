@@ -16,7 +16,11 @@ from llmclf.models import HUB_IDS
 
 CARD_METRICS = (("accuracy", "accuracy", "accuracy"), ("f1", "f1_macro", "f1 (macro)"),
                 ("precision", "precision_macro", "precision (macro)"), ("recall", "recall_macro", "recall (macro)"),
-                ("roc_auc", "roc_auc", "ROC-AUC"))
+                ("roc_auc", "roc_auc", "ROC-AUC"),
+                # multi-label and regression runs (single-label metrics have none of these keys)
+                ("f1", "f1_micro", "f1 (micro)"), ("accuracy", "subset_accuracy", "subset accuracy"),
+                ("mae", "mae", "MAE"), ("rmse", "rmse", "RMSE"), ("r_squared", "r2", "R²"),
+                ("spearmanr", "spearman", "Spearman"))
 RESULT_KEYS = ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc",
                "average_precision", "loss")
 HISTORY_KEYS = ("epoch", "train_loss", "eval_loss", "eval_accuracy", "eval_f1_macro", "eval_roc_auc")

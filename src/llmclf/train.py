@@ -18,12 +18,14 @@ from pathlib import Path
 from llmclf.analysis import ScoredSplit, lookup_ratings, write_analysis
 from llmclf.artifacts import RUN_CONFIG_FILE, staged, staging_path, write_metrics, write_run_config
 from llmclf.calibration import fit_calibration, save_calibration, scale_head
-from llmclf.config import TrainArgs, parse_class_weights
+from llmclf.config import TrainArgs, check_problem_options, parse_class_weights
 from llmclf.data import LabelledTexts, encode_labels, load_labelled, make_label_maps, split_train_validation
 from llmclf.errors import UserError
 from llmclf.models import add_lora, load_backbone, quiet_progress, save_classifier
 from llmclf.precision import default_device, resolve_precision
 from llmclf.predict import Classifier
+from llmclf.problem_types import (HF_PROBLEM_TYPES, REGRESSION, SINGLE_LABEL, check_best_metric, is_list,
+                                  resolve_problem_type)
 from llmclf.report import write_model_card
 from llmclf.zeroshot import prepare_head
 
@@ -34,6 +36,14 @@ class Splits:
     validation: LabelledTexts
     test: LabelledTexts | None
     id2label: dict[int, str]
+    problem_type: str = SINGLE_LABEL
+    standardiser: object = None
+    """Regression: the training targets' llmclf.regression.Standardiser."""
+
+
+def first(part: LabelledTexts, n: int | None) -> LabelledTexts:
+    """The first n examples (all without n): --max-train-samples, --max-eval-samples."""
+    return part if not n else LabelledTexts(part.texts[:n], part.labels[:n], part.source)
 
 
 def check_output(output: Path, overwrite: bool, resume: bool) -> None:
@@ -54,8 +64,18 @@ def check_output(output: Path, overwrite: bool, resume: bool) -> None:
 def load_splits(args: TrainArgs) -> Splits:
     if args.data is None:
         raise UserError("no training data; pass --data PATH_OR_NAME (a CSV/TSV/JSONL/Parquet file, a folder, or e.g. imdb).")
-    columns = dict(text_column=args.text_column, label_column=args.label_column)
+    columns = dict(text_column=args.text_column, label_column=args.label_column, label_columns=args.label_columns)
     data = load_labelled(args.data, what="--data", **columns)
+    problem = resolve_problem_type(args.problem_type, data.labels, args.label_separator, args.label_columns,
+                                   f"--data {args.data}")
+    check_problem_options(args, problem)
+    if problem != SINGLE_LABEL:
+        from llmclf.train_types import typed_splits
+
+        return typed_splits(args, data, problem)
+    if any(is_list(label) for label in data.labels):
+        raise UserError(f"--data {args.data}: --problem-type single-label, but the label column holds lists; drop "
+                        "--problem-type (lists are found as multi-label) or give one label per row.")
     id2label, _ = make_label_maps(data.labels, args.label_names)
     if args.validation_data:
         train, validation = data, load_labelled(args.validation_data, what="--validation-data", **columns)
@@ -68,12 +88,7 @@ def load_splits(args: TrainArgs) -> Splits:
         if part is not None:
             part.labels = encode_labels(part.labels, id2label, what=f"{name} {part.source}")
     train.labels = encode_labels(train.labels, id2label)
-    if args.max_train_samples:
-        train = LabelledTexts(train.texts[: args.max_train_samples], train.labels[: args.max_train_samples], train.source)
-    if args.max_eval_samples:
-        validation = LabelledTexts(validation.texts[: args.max_eval_samples], validation.labels[: args.max_eval_samples],
-                                   validation.source)
-    return Splits(train, validation, test, id2label)
+    return Splits(first(train, args.max_train_samples), first(validation, args.max_eval_samples), test, id2label)
 
 
 class TokenizedTexts:
@@ -140,7 +155,7 @@ def check_report_to(report_to: str) -> None:
         raise UserError(f"--report-to {report_to}: {module} is not installed; run `pip install 'llmclf[{module}]'`.")
 
 
-def build_model(args: TrainArgs, id2label: dict[int, str], precision: str):
+def build_model(args: TrainArgs, id2label: dict[int, str], precision: str, problem_type: str = SINGLE_LABEL):
     """The backbone with its head (random or from label words) and LoRA adapters for a LoRA run; its tokenizer;
     and the prompt template, checked against the tokenizer before anything is written."""
     import torch
@@ -149,7 +164,8 @@ def build_model(args: TrainArgs, id2label: dict[int, str], precision: str):
     frozen_bf16 = args.lora and precision == "bf16"
     with quiet_progress():  # a template or label word that does not fit the backbone stays a one-line error
         model, tokenizer = load_backbone(args.model, id2label, seed=args.seed, trust_remote_code=args.trust_remote_code,
-                                         allow_pickle=args.allow_pickle, dtype=torch.bfloat16 if frozen_bf16 else None)
+                                         allow_pickle=args.allow_pickle, dtype=torch.bfloat16 if frozen_bf16 else None,
+                                         problem_type=HF_PROBLEM_TYPES[problem_type])
     prompt = prepare_head(args, model, tokenizer)  # before LoRA wraps the head
     if args.lora:
         model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, top_layers=args.lora_layers)
@@ -161,6 +177,7 @@ def build_trainer(args: TrainArgs, model, tokenizer, prompt, splits: Splits, tra
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback
 
     from llmclf.packing import PackedCollator
+    from llmclf.train_types import trainer_view
     from llmclf.trainer import trainer_class, trainer_metrics
 
     # The card pads every text to max_length; "longest" pads each batch only to its own longest text; packing
@@ -171,12 +188,12 @@ def build_trainer(args: TrainArgs, model, tokenizer, prompt, splits: Splits, tra
         collator = DataCollatorWithPadding(tokenizer, padding=args.padding, max_length=args.max_length,
                                            pad_to_multiple_of=args.pad_to_multiple_of if args.padding == "longest" else None)
     callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if args.early_stopping_patience else []
-    return trainer_class(packing=args.packing, class_weights=class_weights)(
-        model=model, args=training_args, data_collator=collator,
-        train_dataset=TokenizedTexts(splits.train, tokenizer, args.max_length, args.truncation, prompt),
-        eval_dataset=TokenizedTexts(splits.validation, tokenizer, args.max_length, args.truncation, prompt),
-        compute_metrics=trainer_metrics(splits.id2label), callbacks=callbacks,
-    )
+    cls = trainer_class(packing=args.packing, class_weights=class_weights, problem_type=splits.problem_type,
+                        loss=args.loss)
+    dataset = lambda part: TokenizedTexts(trainer_view(splits, part), tokenizer, args.max_length, args.truncation, prompt)
+    return cls(model=model, args=training_args, data_collator=collator, train_dataset=dataset(splits.train),
+               eval_dataset=dataset(splits.validation), callbacks=callbacks,
+               compute_metrics=trainer_metrics(splits.id2label, splits.problem_type, splits.standardiser))
 
 
 def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Path:
@@ -190,14 +207,19 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
     check_report_to(args.report_to)
     splits = load_splits(args)
     args.label_names = [splits.id2label[i] for i in sorted(splits.id2label)]
-    class_weights = resolve_class_weights(args.class_weights, splits.train.labels, splits.id2label)
+    # The run config records the type found, so `--config llmclf_config.yaml` trains the same kind of model.
+    args.problem_type = splits.problem_type
+    if splits.problem_type == REGRESSION:
+        args.loss = args.loss or "mse"
+    check_best_metric(args.best_metric, splits.problem_type)
+    class_weights = resolve_weights(args, splits)
     # Imported after the cheap checks: transformers' Trainer takes seconds to import, and a typo should not wait.
     from accelerate import PartialState
 
     from llmclf.trainer import history_rows, training_arguments
 
     precision = resolve_precision(args.precision, default_device())
-    model, tokenizer, prompt = build_model(args, splits.id2label, precision)
+    model, tokenizer, prompt = build_model(args, splits.id2label, precision, splits.problem_type)
     # Joins the process group under torchrun.
     training_args = training_arguments(args, staging_path(output) / "checkpoints", bf16=precision == "bf16")
     state = PartialState()
@@ -214,7 +236,6 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
         checksums = rank_checksums(trainer.model, state)
         if not state.is_main_process:  # rank 0 alone scores the final model and writes
             return output
-        parts = final_parts(args, trainer.model, tokenizer, splits, precision)
         training = {
             "train_seconds": round(train_seconds, 2),
             "train_examples": len(splits.train),
@@ -226,9 +247,26 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
             "rank_param_checksums": checksums,
             "class_weights": None if class_weights is None else dict(zip(args.label_names, class_weights)),
         }
-        finish_run(stage, output, args, trainer.model, tokenizer, splits, parts,
-                   history_rows(trainer.state.log_history), training, precision)
+        history = history_rows(trainer.state.log_history)
+        if splits.problem_type == SINGLE_LABEL:
+            parts = final_parts(args, trainer.model, tokenizer, splits, precision)
+            finish_run(stage, output, args, trainer.model, tokenizer, splits, parts, history, training, precision)
+        else:
+            from llmclf.train_types import finish_typed_run, typed_parts
+
+            training["loss"] = args.loss or "bce_with_logits"
+            parts = typed_parts(args, trainer.model, tokenizer, splits, precision)
+            finish_typed_run(stage, output, args, trainer.model, tokenizer, splits, parts, history, training)
     return output
+
+
+def resolve_weights(args: TrainArgs, splits: Splits) -> list[float] | None:
+    """--class-weights as the loss uses them: cross-entropy weights (single-label) or BCE's pos_weight."""
+    if splits.problem_type == SINGLE_LABEL:
+        return resolve_class_weights(args.class_weights, splits.train.labels, splits.id2label)
+    from llmclf.train_types import resolve_pos_weight
+
+    return resolve_pos_weight(args.class_weights, splits.train.labels, splits.id2label)
 
 
 def final_parts(args: TrainArgs, model, tokenizer, splits: Splits, precision: str) -> list[ScoredSplit]:

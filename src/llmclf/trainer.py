@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from llmclf import metrics
-from llmclf.config import TrainArgs
+from llmclf.config import LOWER_IS_BETTER, TrainArgs
 from llmclf.packing import packed_logits
+from llmclf.problem_types import EPOCH_METRICS, MULTI_LABEL, REGRESSION, SINGLE_LABEL
 
 
 def training_arguments(args: TrainArgs, checkpoints: Path, bf16: bool):
@@ -45,7 +46,7 @@ def training_arguments(args: TrainArgs, checkpoints: Path, bf16: bool):
         save_total_limit=2 if best else 1,
         load_best_model_at_end=best is not None,
         metric_for_best_model=best,
-        greater_is_better=None if best is None else best != "loss",
+        greater_is_better=None if best is None else best not in LOWER_IS_BETTER,
         report_to=[] if args.report_to == "none" else [args.report_to],
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # every trainable weight takes part in each forward pass
@@ -56,14 +57,24 @@ def training_arguments(args: TrainArgs, checkpoints: Path, bf16: bool):
     )
 
 
-def trainer_metrics(id2label: dict[int, str]):
-    """Trainer's compute_metrics: our metrics on softmax probabilities, flattened to scalars for its logs."""
+def trainer_metrics(id2label: dict[int, str], problem_type: str = SINGLE_LABEL, standardiser=None):
+    """Trainer's compute_metrics, flattened to scalars for its logs: our metrics on softmax probabilities; for
+    multi-label on sigmoid probabilities at threshold 0.5; for regression on the original scale (`standardiser`
+    undoes the standardisation of both outputs and targets)."""
 
     def compute(eval_pred) -> dict[str, float]:
-        logits, labels = eval_pred.predictions, eval_pred.label_ids
-        full = metrics.compute_metrics(np.asarray(labels), metrics.softmax(logits), id2label)
-        keys = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted", "roc_auc")
-        return {k: full[k] for k in keys if full[k] is not None}
+        logits, labels = np.asarray(eval_pred.predictions), np.asarray(eval_pred.label_ids)
+        if problem_type == MULTI_LABEL:
+            from llmclf.multilabel import multilabel_metrics, sigmoid
+
+            full = multilabel_metrics(labels, sigmoid(logits), [id2label[i] for i in sorted(id2label)])
+        elif problem_type == REGRESSION:
+            from llmclf.regression import regression_metrics
+
+            full = regression_metrics(standardiser.undo(labels.reshape(-1)), standardiser.undo(logits.reshape(-1)))
+        else:
+            full = metrics.compute_metrics(labels, metrics.softmax(logits), id2label)
+        return {k: full[k] for k in EPOCH_METRICS[problem_type] if full.get(k) is not None}
 
     return compute
 
@@ -85,7 +96,8 @@ def history_rows(log_history: list[dict]) -> list[dict]:
     return [rows[e] for e in sorted(rows) if any(k.startswith("eval_") for k in rows[e])]
 
 
-def trainer_class(packing: bool = False, class_weights: list[float] | None = None):
+def trainer_class(packing: bool = False, class_weights: list[float] | None = None, problem_type: str = SINGLE_LABEL,
+                  loss: str | None = None):
     """transformers' Trainer, with evaluation and prediction always in dataset order; with `packing`, computing
     logits and loss from packed batches (llmclf.packing); with `class_weights` (one per label id), the loss is
     weighted cross-entropy.
@@ -98,6 +110,9 @@ def trainer_class(packing: bool = False, class_weights: list[float] | None = Non
     loss_i / sum_i w[y_i] over the batch, so a step's loss stays on the scale of an unweighted one and batches with
     more heavy-weight examples do not take larger steps. Trainer's num_items_in_batch is not used (as in the
     packed path): each step's loss is a mean, and Trainer scales it for gradient accumulation.
+
+    Multi-label and regression runs always compute their loss here (`typed_loss`): BCE with logits (with
+    `class_weights` as its pos_weight, one per label), or MSE / Huber on the standardised targets.
     """
     import torch
     from transformers import Trainer
@@ -122,6 +137,19 @@ def trainer_class(packing: bool = False, class_weights: list[float] | None = Non
             loss = torch.nn.functional.cross_entropy(logits.float(), inputs["labels"])  # mean per text, as padded
             return (loss, SequenceClassifierOutput(loss=loss, logits=logits)) if return_outputs else loss
 
+    def forward_logits(model, inputs):
+        if packing:
+            return packed_logits(model, inputs["input_ids"], inputs["position_ids"], inputs["text_ends"])
+        return model(**{k: v for k, v in inputs.items() if k != "labels"}).logits  # without labels: no loss of its own
+
+    if problem_type != SINGLE_LABEL:
+        class TypedLossTrainer(PackedTrainer):
+            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+                logits = forward_logits(model, inputs)
+                value = typed_loss(logits, inputs["labels"], problem_type, class_weights, loss)
+                return (value, SequenceClassifierOutput(loss=value, logits=logits)) if return_outputs else value
+
+        return TypedLossTrainer
     if class_weights is None:
         return PackedTrainer if packing else OrderedEvalTrainer
     weights = torch.tensor(class_weights, dtype=torch.float32)
@@ -129,10 +157,7 @@ def trainer_class(packing: bool = False, class_weights: list[float] | None = Non
     class WeightedTrainer(PackedTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs["labels"]
-            if packing:
-                logits = packed_logits(model, inputs["input_ids"], inputs["position_ids"], inputs["text_ends"])
-            else:  # without labels the model computes no loss of its own
-                logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
+            logits = forward_logits(model, inputs)
             loss = weighted_cross_entropy(logits, labels, weights)
             return (loss, SequenceClassifierOutput(loss=loss, logits=logits)) if return_outputs else loss
 
@@ -149,3 +174,25 @@ def weighted_cross_entropy(logits, labels, weights):
     import torch
 
     return torch.nn.functional.cross_entropy(logits.float(), labels, weight=weights.to(logits.device))
+
+
+def typed_loss(logits, labels, problem_type: str, pos_weight: list[float] | None = None, loss: str | None = None):
+    """The mean loss of a multi-label or regression batch, in float32.
+
+    Multi-label: torch's BCEWithLogits over every (text, label) cell, `pos_weight` (one per label) multiplying
+    the positive terms. Regression: MSE, or Huber (delta 1, on standardised targets) for loss "huber".
+
+    >>> import torch
+    >>> float(typed_loss(torch.zeros(1, 1), torch.tensor([2.0]), "regression"))
+    4.0
+    """
+    import torch
+
+    logits = logits.float()
+    if problem_type == MULTI_LABEL:
+        weight = None if pos_weight is None else torch.tensor(pos_weight, dtype=torch.float32, device=logits.device)
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weight)
+    outputs, targets = logits.reshape(-1), labels.float().reshape(-1)
+    if loss == "huber":
+        return torch.nn.functional.huber_loss(outputs, targets, delta=1.0)
+    return torch.nn.functional.mse_loss(outputs, targets)
