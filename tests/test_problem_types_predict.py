@@ -122,7 +122,8 @@ def test_regression_values_are_destandardised_model_outputs(regression_model_dir
     assert np.allclose(clf.predict_values(TEXTS), values)
     halfwidth = REGRESSION_RECORD["interval"]["halfwidth"]
     for record, value in zip(clf.classify(TEXTS), values):
-        assert record == pytest.approx({"value": value, "value_low": value - halfwidth, "value_high": value + halfwidth})
+        assert record == pytest.approx({"value": value, "value_low": value - halfwidth,
+                                        "value_high": value + halfwidth})
 
 
 def test_regression_without_scale_or_interval_is_the_raw_output(tmp_path):

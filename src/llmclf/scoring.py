@@ -108,8 +108,8 @@ def scored_columns(classifier: Classifier) -> list[str]:
     needs_review with a min_confidence."""
     scale = getattr(classifier, "scale", None)
     interval = scale is not None and scale.halfwidth is not None
-    return added_columns(_kind(classifier), _labels(classifier), getattr(classifier, "min_confidence", None) is not None,
-                         interval)
+    with_review = getattr(classifier, "min_confidence", None) is not None
+    return added_columns(_kind(classifier), _labels(classifier), with_review, interval)
 
 
 # getattr and id2label: stand-ins with id2label, predict_proba and decide (the fuzz and server tests') score too.
