@@ -127,9 +127,19 @@ def cmd_predict(ns: argparse.Namespace) -> int:
         print(f"scored {rows} rows into {ns.output}", file=sys.stderr)
         return 0
     for text, record in zip(texts, classifier.classify(texts)):
-        review = "" if ns.min_confidence is None else ("needs_review\t" if record["needs_review"] else "ok\t")
-        print(f"{record['label']}\t{record['score']:.4f}\t{review}{text}")
+        print(f"{answer_line(record, ns.min_confidence is not None)}\t{text}")
     return 0
+
+
+def answer_line(record: dict, with_review: bool) -> str:
+    """The tab-separated answer printed before a text: label and score (single-label); the chosen labels,
+    comma-separated and empty when none, and the top probability (multi-label); value [low high] (regression)."""
+    if "value" in record:
+        bounds = [record[k] for k in ("value_low", "value_high") if k in record]
+        return "\t".join(f"{v:.4f}" for v in [record["value"], *bounds])
+    answer = ",".join(record["labels"]) if "labels" in record else record["label"]
+    review = ("\tneeds_review" if record["needs_review"] else "\tok") if with_review else ""
+    return f"{answer}\t{record['score']:.4f}{review}"
 
 
 def cmd_check(ns: argparse.Namespace) -> int:
@@ -143,6 +153,9 @@ def cmd_check(ns: argparse.Namespace) -> int:
     if ns.output and Path(ns.output).exists() and not ns.overwrite:
         raise UserError(f"--output {ns.output} exists; pass --overwrite to replace it, or choose another --output.")
     classifier = Classifier.from_pretrained(ns.model, threshold=ns.threshold, **classifier_options(ns))
+    if classifier.problem_type != "single_label_classification":
+        raise UserError(f"llmclf check runs sentiment checks on single-label classifiers; --model {ns.model} is "
+                        f"{classifier.problem_type}: test it with `llmclf evaluate` instead.")
     report = run_checks(classifier, negative=ns.negative_label, positive=ns.positive_label)
     for check in report["checks"] + [{"name": "all", "kind": "", **report}]:
         print(f"{check['name']:<18} {check['kind']:<4} {check['passed']:>3}/{check['n']:<3} {check['pass_rate']:7.1%}")
@@ -262,20 +275,25 @@ def add_evaluate_command(sub) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+THRESHOLD_HELP = ("binary models: the second label exactly when its probability reaches this (default: the "
+                  "threshold saved with the model, else the most probable label); multi-label models: every label "
+                  "whose probability reaches this (default: the per-label thresholds saved with the model, else 0.5)")
+
+
 def add_predict_command(sub) -> None:
     p = sub.add_parser("predict", help="label texts or a file with a trained classifier")
     p.add_argument("texts", nargs="*", help="texts to classify, or - to read one per line from stdin")
     add_inference_flags(p)
     p.add_argument("--input", help="a CSV, JSONL or Parquet file to score (streamed)")
-    p.add_argument("--output", help="where the scored file goes: every input column plus label, score, prob_<label>")
+    p.add_argument("--output", help="where the scored file goes: every input column plus label, score, prob_<label> "
+                   "(multi-label models: labels, prob_<label>; regression models: value[, value_low, value_high])")
     p.add_argument("--text-column", default="text", help="the column holding the text in --input")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    p.add_argument("--threshold", type=probability, default=None,
-                   help="binary models: the second label exactly when its probability reaches this (default: the "
-                   "threshold saved with the model, else the most probable label)")
+    p.add_argument("--threshold", type=probability, default=None, help=THRESHOLD_HELP)
     p.add_argument("--min-confidence", type=probability, default=None,
                    help="mark results whose top probability is below this needs_review (the label is kept): a "
-                   "needs_review/ok column before the text, a needs_review column in --output")
+                   "needs_review/ok column before the text, a needs_review column in --output; multi-label "
+                   "models: when some label's decision is less sure than this, max(p, 1-p)")
     p.add_argument("--quantize", choices=("int8",), default=None,
                    help="CPU only: dynamic int8 linear layers. Measured on SmolLM2-135M: 1.8x faster but accuracy "
                    "fell from 0.75 to 0.48 (bench/results/predict_cpu-2026-11-27.json): check on your model first")
@@ -322,11 +340,10 @@ def add_serve_command(sub) -> None:
         python_type = {int: int, float: float}.get(f.type, str)
         p.add_argument(flag(f.name), type=python_type, default=f.default, help=f.metadata["help"],
                        metavar=f.name.upper())
-    p.add_argument("--threshold", type=float, default=None,
-                   help="binary models: the second label exactly when its probability reaches this (default: "
-                   "the model's saved threshold, else the most probable label)")
+    p.add_argument("--threshold", type=float, default=None, help=THRESHOLD_HELP)
     p.add_argument("--min-confidence", type=float, default=None,
-                   help="flag predictions whose top probability is below this with needs_review")
+                   help="flag predictions whose top probability is below this with needs_review (multi-label "
+                   "models: some label's max(p, 1-p) below it)")
     p.set_defaults(func=cmd_serve)
 
 

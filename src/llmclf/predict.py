@@ -5,6 +5,8 @@
 'pos'
 >>> clf.predict_proba(["Dull.", "Superb!"]).shape        # doctest: +SKIP
 (2, 2)
+
+Multi-label models answer lists of labels and regression models values (llmclf.outputs has the rules).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from llmclf.errors import UserError
 from llmclf.heads import is_head_name
 from llmclf.metrics import softmax
 from llmclf.models import load_classifier
+from llmclf.outputs import (MULTI_LABEL, REGRESSION, SINGLE_LABEL, Scale, check_decision_options, label_thresholds,
+                            multi_label_records, problem_type_of, regression_records, single_label_records)
 from llmclf.precision import resolve_precision
 from llmclf.prompts import PromptEncoding
 from llmclf.windows import CHARS_PER_TOKEN_BOUND, DEFAULT_TRUNCATION, TRUNCATION_CHOICES, windows
@@ -86,10 +90,16 @@ class Classifier:
         # Zero-shot models: contextual calibration's per-label logit bias (llmclf.zeroshot), added before T.
         bias = label_bias if label_bias is not None else saved.get("label_bias")
         self.label_bias = None if bias is None else np.asarray(bias, dtype=np.float32)
-        self.threshold = threshold if threshold is not None else saved.get("threshold")
-        if self.threshold is not None and len(self.id2label) != 2:
-            raise UserError("--threshold applies to binary classifiers only; this model has "
-                            f"{len(self.id2label)} labels.")
+        self.problem_type = problem_type_of(model.config, saved)
+        # The saved `threshold` is a binary single-label model's; multi-label ones save `thresholds` per label
+        # (which `threshold` overrides, all at once) and regression ones have none.
+        if threshold is None and self.problem_type == SINGLE_LABEL:
+            threshold = saved.get("threshold")
+        check_decision_options(self.problem_type, len(self.id2label), threshold, min_confidence)
+        self.threshold = threshold
+        self.thresholds = (label_thresholds(self.labels, saved, threshold) if self.problem_type == MULTI_LABEL
+                           else None)
+        self.scale = Scale.from_saved(saved) if self.problem_type == REGRESSION else None
         self.min_confidence = min_confidence
         # Special tokens the tokenizer adds (Llama 3: BOS; SmolLM2: none) and the prompt template's start and
         # end, kept whole in every window (llmclf.prompts).
@@ -167,46 +177,78 @@ class Classifier:
             out += self.label_bias
         return out, np.asarray(owner, dtype=np.int64)
 
+    def _per_text_mean(self, window_values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+        """The mean over each text's windows (truncation="chunks" reads a long text in several)."""
+        out = np.zeros((n, window_values.shape[1]))
+        np.add.at(out, owner, window_values)
+        return out / np.bincount(owner, minlength=n)[:, None]
+
     def predict_proba(self, texts: str | list[str]) -> np.ndarray:
         """Probabilities in id2label order: shape (n, num_labels), or (num_labels,) for a single string.
 
-        With truncation="chunks", the windows' probabilities are averaged per text.
+        Single-label: softmax (with the temperature); multi-label: a sigmoid per label, independent of each other
+        (no temperature). With truncation="chunks", the windows' probabilities are averaged per text. A
+        regression model has no probabilities: UserError, use predict() (values) or classify() (intervals).
         """
+        if self.problem_type == REGRESSION:
+            raise UserError("predict_proba: this is a regression model, it outputs values, not probabilities; "
+                            "call predict() (or classify() for intervals).")
         single = isinstance(texts, str)
         batch = [texts] if single else list(texts)
         logits, owner = self.window_logits(batch)
-        window_probs = softmax(logits / self.temperature)
-        probs = np.zeros((len(batch), len(self.id2label)))
-        np.add.at(probs, owner, window_probs)
-        probs /= np.bincount(owner, minlength=len(batch))[:, None]
+        if self.problem_type == MULTI_LABEL:
+            window_probs = 0.5 * (1 + np.tanh(logits.astype(np.float64) / 2))  # the sigmoid, without overflow
+        else:
+            window_probs = softmax(logits / self.temperature)
+        probs = self._per_text_mean(window_probs, owner, len(batch))
         return probs[0] if single else probs
 
+    def predict_values(self, texts: str | list[str]) -> float | np.ndarray:
+        """A regression model's values in the target's units (raw * target_std + target_mean): a float for a
+        single string, shape (n,) for a list; with truncation="chunks", from the mean of the windows' outputs."""
+        if self.problem_type != REGRESSION:
+            raise UserError("predict_values is for regression models; this one is a classifier: call predict() or "
+                            "predict_proba().")
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        raw, owner = self.window_logits(batch)
+        values = self.scale.values(self._per_text_mean(raw, owner, len(batch))[:, 0])
+        return float(values[0]) if single else values
+
     def decide(self, probs: np.ndarray) -> np.ndarray:
-        """Label ids from probabilities (n, k): argmax, or for a binary model with a threshold, the second
-        label (id 1) exactly when its probability reaches the threshold."""
+        """Single-label: label ids from probabilities (n, k), argmax, or for a binary model with a threshold,
+        the second label (id 1) exactly when its probability reaches the threshold. Multi-label: a boolean
+        (n, k) matrix, each label chosen when its probability reaches its threshold."""
+        if self.problem_type == MULTI_LABEL:
+            return probs >= self.thresholds
         if self.threshold is not None:
             return (probs[:, 1] >= self.threshold).astype(np.int64)
         return probs.argmax(axis=1)
 
-    def predict(self, texts: str | list[str]) -> str | list[str]:
-        """Label names: one for a single string, a list for a list."""
+    def predict(self, texts: str | list[str]):
+        """One answer per text, for a single string the answer alone: a label name (single-label), the list
+        of chosen label names (multi-label) or a float in the target's units (regression)."""
         single = isinstance(texts, str)
+        if self.problem_type == REGRESSION:
+            values = self.predict_values(texts)
+            return values if single else values.tolist()
         probs = np.atleast_2d(self.predict_proba(texts))
-        labels = [self.id2label[int(i)] for i in self.decide(probs)]
-        return labels[0] if single else labels
+        chosen = self.decide(probs)
+        if self.problem_type == MULTI_LABEL:
+            answers = [[self.id2label[i] for i in np.flatnonzero(row)] for row in chosen]
+        else:
+            answers = [self.id2label[int(i)] for i in chosen]
+        return answers[0] if single else answers
 
     def classify(self, texts: list[str]) -> list[dict]:
-        """One record per text: label, score (its probability), probs by label name, needs_review.
+        """One record per text (llmclf.outputs): single-label {label, score, probs, needs_review}; multi-label
+        {labels, score (the top probability), probs, needs_review}; regression {value[, value_low, value_high]}.
 
-        `needs_review` is True when the top probability is below min_confidence (the label is kept).
+        Single-label `needs_review` is True when the top probability is below min_confidence (the label is kept).
         """
+        if self.problem_type == REGRESSION:
+            return regression_records(np.atleast_1d(self.predict_values(list(texts))), self.scale)
         probs = np.atleast_2d(self.predict_proba(list(texts)))
-        records = []
-        for row, best in zip(probs, self.decide(probs)):
-            score = float(row[best])
-            records.append({
-                "label": self.id2label[int(best)], "score": score,
-                "probs": {self.id2label[i]: float(p) for i, p in enumerate(row)},
-                "needs_review": self.min_confidence is not None and float(row.max()) < self.min_confidence,
-            })
-        return records
+        if self.problem_type == MULTI_LABEL:
+            return multi_label_records(probs, self.decide(probs), self.labels, self.min_confidence)
+        return single_label_records(probs, self.decide(probs), self.labels, self.min_confidence)

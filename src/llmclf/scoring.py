@@ -14,6 +14,7 @@ import numpy as np
 
 from llmclf.artifacts import publish, staging_path
 from llmclf.errors import UserError
+from llmclf.outputs import SINGLE_LABEL, added_columns, record_columns
 from llmclf.predict import Classifier
 
 
@@ -54,11 +55,28 @@ def count_rows(path: Path) -> int | None:
     return None
 
 
+# A multi-label model's chosen labels: a list in JSONL and Parquet, one "a,b" cell in CSV.
+LIST_COLUMNS = ("labels",)
+
+
+def join_lists(frame, columns: tuple[str, ...]):
+    """`columns` with list cells (Python lists, or NumPy arrays after a trip through Arrow) joined by ","."""
+    present = [c for c in columns if c in frame.columns]
+    if not present:
+        return frame
+    frame = frame.copy()
+    for column in present:
+        frame[column] = frame[column].map(lambda v: ",".join(map(str, v)) if isinstance(v, (list, tuple, np.ndarray))
+                                          else v)
+    return frame
+
+
 class TableWriter:
     """Appends scored chunks to a CSV, JSONL or Parquet file."""
 
-    def __init__(self, path: Path, file_format: str):
+    def __init__(self, path: Path, file_format: str, list_columns: tuple[str, ...] = LIST_COLUMNS):
         self.path, self.file_format, self._parquet, self._started = path, file_format, None, False
+        self.list_columns = list_columns
 
     def write(self, frame) -> None:
         if self.file_format == "parquet":
@@ -70,12 +88,13 @@ class TableWriter:
                 self._parquet = pq.ParquetWriter(self.path, table.schema)
             self._parquet.write_table(table.cast(self._parquet.schema))
         elif self.file_format == "csv":
+            frame = join_lists(frame, self.list_columns)
             frame.to_csv(self.path, mode="a" if self._started else "w", header=not self._started, index=False)
         else:
             with open(self.path, "a" if self._started else "w", encoding="utf-8") as f:
-                f.write(frame.to_json(orient="records", lines=True, force_ascii=False))
-                if not frame.empty:
-                    f.write("\n")
+                text = frame.to_json(orient="records", lines=True, force_ascii=False)
+                # pandas 2.2+ ends the lines with a newline, older versions do not: one either way, no blank lines
+                f.write(text if not text or text.endswith("\n") else text + "\n")
         self._started = True
 
     def close(self) -> None:
@@ -83,9 +102,32 @@ class TableWriter:
             self._parquet.close()
 
 
+def scored_columns(classifier: Classifier) -> list[str]:
+    """The columns scoring adds for this classifier (llmclf.outputs.added_columns): label, score, prob_<label>
+    for single-label; labels, prob_<label> for multi-label; value (value_low, value_high) for regression; and
+    needs_review with a min_confidence."""
+    scale = getattr(classifier, "scale", None)
+    interval = scale is not None and scale.halfwidth is not None
+    with_review = getattr(classifier, "min_confidence", None) is not None
+    return added_columns(_kind(classifier), _labels(classifier), with_review, interval)
+
+
+# getattr and id2label: stand-ins with id2label, predict_proba and decide (the fuzz and server tests') score too.
+def _kind(classifier) -> str:
+    return getattr(classifier, "problem_type", SINGLE_LABEL)
+
+
+def _labels(classifier) -> list[str]:
+    labels = getattr(classifier, "labels", None)
+    return list(labels) if labels is not None else [classifier.id2label[i] for i in range(len(classifier.id2label))]
+
+
 def score_frame(classifier: Classifier, frame, text_column: str):
-    """The frame with `label`, `score`, one `prob_<label>` column per class (and `needs_review` when the
-    classifier has a min_confidence) added."""
+    """The frame with scored_columns added: for a single-label model `label`, `score`, one `prob_<label>` column
+    per class (and `needs_review` when the classifier has a min_confidence)."""
+    if _kind(classifier) != SINGLE_LABEL:
+        records = classifier.classify(frame[text_column].tolist())
+        return frame.assign(**record_columns(records, scored_columns(classifier)))
     probs = np.atleast_2d(classifier.predict_proba(frame[text_column].tolist()))
     best = classifier.decide(probs)
     frame = frame.copy()
@@ -150,7 +192,8 @@ def _score_chunks(classifier: Classifier, source: Path, partial: Path, manifest:
     from tqdm import tqdm
 
     text_column, output_format = manifest["text_column"], manifest["output_format"]
-    reserved = {"label", "score", "needs_review"} | {f"prob_{name}" for name in classifier.id2label.values()}
+    # What scoring may add with any setting: an input column of that name would be overwritten.
+    reserved = set(added_columns(_kind(classifier), _labels(classifier), with_review=True, with_interval=True))
     # JSON values may change type from row to row; a Parquet column needs one type: keep them as text.
     as_text = output_format == "parquet" and table_format(source, "--input") == "jsonl"
     rows, bar = 0, None

@@ -17,7 +17,9 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from llmclf.artifacts import read_run_config
 from llmclf.report_html import render_card
 from llmclf.serve.errors import RequestError, limit_exceeded
-from llmclf.serve.schemas import PredictRequest, PredictResponse
+from llmclf.outputs import MULTI_LABEL, REGRESSION, SINGLE_LABEL, record_columns
+from llmclf.scoring import LIST_COLUMNS, join_lists, scored_columns
+from llmclf.serve.schemas import AnyPredictResponse, PredictRequest
 from llmclf.serve.state import State
 
 STATIC = Path(str(resources.files("llmclf") / "static"))
@@ -34,12 +36,27 @@ CSV_UPLOAD = {"requestBody": {"required": True, "content": {"text/csv": {"schema
 router = APIRouter()
 
 
-@router.post("/v1/predict", response_model=PredictResponse, tags=["llmclf"])
+@router.post("/v1/predict", response_model=AnyPredictResponse, tags=["llmclf"])
 async def predict(request: PredictRequest, state: State):
-    """Label names, probabilities by label and the decision rule, one prediction per text."""
+    """One prediction per text, with the decision rule. Single-label: label, score, probabilities by label.
+    Multi-label (`problem_type` multi_label_classification): the chosen labels, sigmoid probabilities by label,
+    the thresholds. Regression (`problem_type` regression): value, and value_low/value_high with an interval."""
     records = await state.classify_request(request.texts, "texts")
-    classifier = state.classifier
-    return {"model": state.name, "labels": state.labels,
+    return predict_answer(state.classifier, state.name, records)
+
+
+def predict_answer(classifier, name: str, records: list[dict]) -> dict:
+    """/v1/predict's body for `records` from classifier.classify; single-label answers as before the other types."""
+    kind = getattr(classifier, "problem_type", SINGLE_LABEL)
+    if kind == REGRESSION:
+        return {"model": name, "problem_type": kind, "target": classifier.labels[0],
+                "interval_level": classifier.scale.level if classifier.scale.halfwidth is not None else None,
+                "predictions": records}
+    if kind == MULTI_LABEL:
+        return {"model": name, "problem_type": kind, "labels": classifier.labels, "decision": "thresholds",
+                "thresholds": dict(zip(classifier.labels, map(float, classifier.thresholds))),
+                "min_confidence": classifier.min_confidence, "predictions": records}
+    return {"model": name, "labels": classifier.labels,
             "decision": "argmax" if classifier.threshold is None else "threshold",
             "threshold": classifier.threshold, "min_confidence": classifier.min_confidence,
             "predictions": [{k: r[k] for k in ("label", "score", "probs", "needs_review")} for r in records]}
@@ -48,9 +65,12 @@ async def predict(request: PredictRequest, state: State):
 @router.post("/v1/score-csv", tags=["llmclf"], response_class=Response, openapi_extra=CSV_UPLOAD)
 async def score_csv(request: Request, state: State, text_column: str = "text"):
     """Score a UTF-8 CSV sent as the request body; answers it as CSV with `label`, `score`, one
-    `prob_<label>` column per class (and `needs_review` with --min-confidence) added. Scored in memory."""
-    args, with_review = state.args, state.classifier.min_confidence is not None
-    frame = await asyncio.to_thread(read_csv, await request.body(), text_column, state.labels, with_review)
+    `prob_<label>` column per class (and `needs_review` with --min-confidence) added; multi-label models add
+    `labels` (comma-separated) and `prob_<label>`, regression models `value` (`value_low`, `value_high`), as
+    `llmclf predict --input` does. Scored in memory."""
+    args = state.args
+    columns = scored_columns(state.classifier)
+    frame = await asyncio.to_thread(read_csv, await request.body(), text_column, columns)
     if len(frame) > args.max_csv_rows:
         raise limit_exceeded("max_csv_rows", args.max_csv_rows, f"CSV: {len(frame)} rows")
     texts = frame[text_column].tolist()
@@ -61,13 +81,9 @@ async def score_csv(request: Request, state: State, text_column: str = "text"):
     records = []
     for start in range(0, len(texts), args.max_batch_size):  # share the model with other requests
         records += await submit_patiently(state.classify, texts[start : start + args.max_batch_size])
-    frame["label"] = [r["label"] for r in records]
-    frame["score"] = [r["score"] for r in records]
-    for label in state.labels:
-        frame[f"prob_{label}"] = [r["probs"][label] for r in records]
-    if with_review:
-        frame["needs_review"] = [r["needs_review"] for r in records]
-    content = await asyncio.to_thread(lambda: frame.to_csv(index=False).encode("utf-8"))
+    for name, values in record_columns(records, columns).items():
+        frame[name] = values
+    content = await asyncio.to_thread(lambda: join_lists(frame, LIST_COLUMNS).to_csv(index=False).encode("utf-8"))
     return Response(content, media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": 'attachment; filename="scored.csv"', "X-Rows": str(len(frame))})
 
@@ -142,13 +158,16 @@ def model_file(model_dir: Path | None, relative: str) -> Path | None:
 
 
 def model_info(classifier, model_dir: Path | None, name: str) -> dict:
-    """What /v1/model answers: labels, backbone, max_length, calibration, metrics, card and plot URLs."""
+    """What /v1/model answers: problem_type, labels, backbone, max_length, calibration, metrics, card and plot
+    URLs."""
+    kind = getattr(classifier, "problem_type", SINGLE_LABEL)
     run = read_run_config(model_dir) if model_dir else {}
     metrics_file = model_file(model_dir, "metrics.json")
     plots_dir = model_dir / "plots" if model_dir else None
     plots = sorted(p.name for p in plots_dir.glob("*.png")) if plots_dir and plots_dir.is_dir() else []
     return {
         "name": name,
+        "problem_type": kind,
         "labels": classifier.labels,
         "num_labels": len(classifier.labels),
         "backbone": run.get("model"),
@@ -160,7 +179,19 @@ def model_info(classifier, model_dir: Path | None, name: str) -> dict:
         "metrics": json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file else None,
         "card": "/v1/model/card" if model_file(model_dir, "README.md") else None,
         "plots": [f"/v1/model/files/plots/{p}" for p in plots if model_file(model_dir, f"plots/{p}")],
-    }
+    } | type_info(classifier, kind)
+
+
+def type_info(classifier, kind: str) -> dict:
+    """/v1/model's settings of a multi-label model (thresholds) or a regression model (target, scale, interval)."""
+    if kind == MULTI_LABEL:
+        return {"thresholds": dict(zip(classifier.labels, map(float, classifier.thresholds)))}
+    if kind == REGRESSION:
+        scale = classifier.scale
+        interval = None if scale.halfwidth is None else {"level": scale.level, "halfwidth": scale.halfwidth}
+        return {"target": classifier.labels[0], "target_mean": scale.mean, "target_std": scale.std,
+                "interval": interval}
+    return {}
 
 
 # --- CSV upload --------------------------------------------------------------------------------------------
@@ -178,7 +209,7 @@ async def submit_patiently(classify, texts: list[str], patience_s: float = 30.0)
             await asyncio.sleep(0.05)
 
 
-def read_csv(body: bytes, text_column: str, labels: list[str], with_review: bool):
+def read_csv(body: bytes, text_column: str, added: list[str]):
     """The uploaded CSV as a frame of strings (ids like 007 stay as they are), or a 422 that says what is wrong."""
     import io
 
@@ -200,8 +231,7 @@ def read_csv(body: bytes, text_column: str, labels: list[str], with_review: bool
                            f"{', '.join(map(str, frame.columns))}. Pass ?text_column=NAME.")
     if frame.empty:
         raise RequestError(422, "CSV: no rows to score; give a file with at least one text.")
-    added = {"label", "score"} | {f"prob_{label}" for label in labels} | ({"needs_review"} if with_review else set())
-    clash = sorted(added & set(map(str, frame.columns)))
+    clash = sorted(set(added) & set(map(str, frame.columns)))
     if clash:
         raise RequestError(422, f"CSV: already has column(s) {', '.join(clash)} that scoring adds; rename them first.")
     return frame

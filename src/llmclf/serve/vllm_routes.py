@@ -17,15 +17,29 @@ router = APIRouter()
 
 @router.post("/classify", response_model=ClassificationResponse, tags=["vLLM-compatible"])
 async def classify_vllm(request: ClassifyRequest, state: State):
-    """Classify texts in vLLM's request and response shapes: `probs` in label-id order."""
+    """Classify texts in vLLM's request and response shapes: `probs` in label-id order. Multi-label models:
+    `probs` are per-label sigmoid probabilities, `label` the most probable label and `labels` those at or above
+    their thresholds. Regression models: `probs` is [value], `label` the target's name, with `value` (and
+    `value_low`, `value_high` when the model has an interval)."""
     records = await state.classify_request(request.input, "input")
     tokens = sum(r["tokens"] for r in records)
     labels = state.labels
     return {"id": f"classify-{uuid.uuid4().hex}", "object": "list", "created": int(time.time()), "model": state.name,
-            "data": [{"index": i, "label": r["label"], "probs": [r["probs"][label] for label in labels],
-                      "num_classes": len(labels), "object": "classify"} for i, r in enumerate(records)],
+            "data": [classification_item(i, r, labels) for i, r in enumerate(records)],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0,
                       "prompt_tokens_details": None}}
+
+
+def classification_item(index: int, record: dict, labels: list[str]) -> dict:
+    """One `data` item from a classify record: vLLM's fields, plus `labels` (multi-label) or `value`s (regression)."""
+    item = {"index": index, "num_classes": len(labels), "object": "classify"}
+    if "value" in record:  # regression: the value stands where vLLM's probabilities do, the target's name as label
+        extra = {k: record[k] for k in ("value", "value_low", "value_high") if k in record}
+        return item | {"label": labels[0], "probs": [record["value"]]} | extra
+    probs = [record["probs"][label] for label in labels]
+    if "labels" in record:
+        return item | {"label": labels[probs.index(max(probs))], "probs": probs, "labels": record["labels"]}
+    return item | {"label": record["label"], "probs": probs}
 
 
 router.add_api_route("/v1/classify", classify_vllm, methods=["POST"], response_model=ClassificationResponse,

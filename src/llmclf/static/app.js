@@ -51,7 +51,9 @@ function renderBars(prediction, labels) {
   for (const label of labels) {
     const p = prediction.probs[label];
     const row = document.createElement("div");
-    row.className = "bar" + (label === prediction.label ? " top" : "");
+    // multi-label models choose any number of labels: each chosen one is marked
+    const chosen = prediction.labels ? prediction.labels.includes(label) : label === prediction.label;
+    row.className = "bar" + (chosen ? " top" : "");
     row.dataset.label = label;
     row.dataset.prob = String(p);
     const name = document.createElement("span");
@@ -76,6 +78,24 @@ function renderBars(prediction, labels) {
   }
 }
 
+function decisionRule(body) {
+  if (body.decision === "thresholds") return "Decision: every label whose probability reaches its threshold ("
+    + Object.entries(body.thresholds).map(([label, t]) => `${label} ${t}`).join(", ") + ").";
+  return body.decision === "threshold"
+    ? `Decision: ${body.labels[1]} when its probability is at least ${body.threshold}.`
+    : "Decision: the most probable label.";
+}
+
+function showValue(body, prediction) {
+  // a regression model: the value in the target's units, and its interval when the model has one
+  $("#result-label").textContent = `${body.target}: ${prediction.value.toFixed(3)}`;
+  $("#result-score").textContent = prediction.value_low == null ? ""
+    : `(${percent(body.interval_level)} interval ${prediction.value_low.toFixed(3)} to ${prediction.value_high.toFixed(3)})`;
+  show($("#result-review"), false);
+  $("#bars").replaceChildren();
+  $("#result-rule").textContent = "";
+}
+
 async function onPredict(event) {
   event.preventDefault();
   const button = $("#classify");
@@ -88,13 +108,16 @@ async function onPredict(event) {
     });
     const body = await response.json();
     const prediction = body.predictions[0];
-    $("#result-label").textContent = prediction.label;
-    $("#result-score").textContent = `(${percent(prediction.score)})`;
-    show($("#result-review"), prediction.needs_review);
-    renderBars(prediction, body.labels);
-    $("#result-rule").textContent = body.decision === "threshold"
-      ? `Decision: ${body.labels[1]} when its probability is at least ${body.threshold}.`
-      : "Decision: the most probable label.";
+    if (body.problem_type === "regression") {
+      showValue(body, prediction);
+    } else {
+      $("#result-label").textContent = body.problem_type ? (prediction.labels.join(", ") || "(no label)")
+                                                         : prediction.label;
+      $("#result-score").textContent = `(${percent(prediction.score)})`;
+      show($("#result-review"), prediction.needs_review);
+      renderBars(prediction, body.labels);
+      $("#result-rule").textContent = decisionRule(body);
+    }
     show($("#result"), true);
   } catch (error) {
     show($("#result"), false);
