@@ -127,3 +127,27 @@ def test_zero_shot_serve_on_the_tiny_backbone():
     assert body["labels"] == ["neg", "pos"]
     got = np.array([[p["probs"]["neg"], p["probs"]["pos"]] for p in body["predictions"]])
     np.testing.assert_allclose(got, reference.predict_proba(["good", "bad"]), atol=1e-5)
+
+
+@pytest.mark.parametrize("labels, problem_type, words, expected", [
+    (["negative", "positive"], "single-label", None, "label-words"),   # word labels: the measured winner
+    (["0", "1"], "single-label", None, "random"),                       # integers are no words
+    (["0", "1"], "single-label", ["bad", "good"], "label-words"),       # unless words are given
+    (["anger", "joy"], "multi-label", None, "random"),                  # sigmoids would start saturated
+])
+def test_head_init_auto_resolves_per_run_and_is_recorded(labels, problem_type, words, expected):
+    import torch
+
+    from llmclf.config import TrainArgs
+    from llmclf.models import load_backbone
+    from llmclf.zeroshot import prepare_head
+
+    args = TrainArgs(model="tiny-random-llama", label_names=labels, label_words=words, problem_type=problem_type,
+                     prompt_template=TEMPLATE, max_length=64)
+    assert args.head_init == "auto"
+    model, tokenizer = load_backbone("tiny-random-llama", dict(enumerate(labels)))
+    before = model.score.weight.detach().clone()
+    prepare_head(args, model, tokenizer)
+    assert args.head_init == expected  # what llmclf_config.yaml records
+    changed = not torch.equal(before, model.score.weight)
+    assert changed == (expected == "label-words")

@@ -30,7 +30,7 @@ REPORT_TO_CHOICES = ("none", "tensorboard", "mlflow")
 # Kept here, where settings are checked, so `llmclf --help` does not import numpy and scikit-learn with them;
 # llmclf.calibration and llmclf.zeroshot use the same tuples.
 THRESHOLD_OBJECTIVES = ("accuracy", "f1", "precision", "recall")
-HEAD_INIT_CHOICES = ("random", "label-words")
+HEAD_INIT_CHOICES = ("auto", "random", "label-words")
 BEST_METRIC_CHOICES = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "loss",  # single-label
                        "f1_micro", "subset_accuracy", "hamming_loss",  # multi-label (also f1_macro, f1_weighted, roc_auc)
                        "mae", "rmse", "r2", "pearson", "spearman")  # regression
@@ -86,11 +86,13 @@ class TrainArgs:
     """Words around each text, e.g. "Review: {text}\nSentiment:" ({text} once; {{ }} for literal braces), or
     `chat` (a question naming the labels in the backbone's chat template). Saved with the model; truncation cuts
     the text, never the template."""
-    head_init: str = "random"
-    """`random`, or `label-words`: each head row starts as the backbone's output-embedding row of its label's
-    word, so the untrained classifier ranks labels as the language model ranks those words (use a template)."""
+    head_init: str = "auto"
+    """`label-words`: each head row starts as the backbone's output-embedding row of its label's word, so the
+    untrained classifier ranks labels as the language model ranks those words (best with a template); `random`;
+    `auto` (the default): label-words for single-label runs whose labels are words the tokenizer encodes, on a
+    backbone with tied embeddings, else random. The run config records the one used."""
     label_words: list[str] | None = None
-    """With head_init label-words: one word per label, in label order (default: the label names)."""
+    """For a label-word head: one word per label, in label order (default: the label names)."""
     padding: str = "longest"
     """`longest` pads each batch to its longest text; `max_length` pads every text to max_length (the card)."""
     trust_remote_code: bool = False
@@ -234,8 +236,9 @@ class TrainArgs:
         from llmclf.prompts import check_template
 
         check_template(self.prompt_template)
-        if self.label_words is not None and self.head_init != "label-words":
-            raise UserError("--label-words sets the words of --head-init label-words; pass both, or neither.")
+        if self.label_words is not None and self.head_init == "random":
+            raise UserError("--label-words sets the words of a label-word head, but --head-init is random; drop "
+                            "one of them.")
         if self.save_steps is not None and self.best_metric is not None:
             raise UserError("--save-steps checkpoints mid-epoch while --best-metric compares epochs; pass one of them.")
         if self.early_stopping_patience is not None and self.best_metric is None:
@@ -307,7 +310,7 @@ def check_problem_options(args: TrainArgs, problem_type: str) -> None:
         raise UserError(f"--loss {args.loss} is for regression, but this is {problem_type} data; drop --loss.")
     if problem_type == "regression":
         for name, given in (("class_weights", parse_class_weights(args.class_weights) is not None),
-                            ("head_init", args.head_init != "random"),
+                            ("head_init", args.head_init == "label-words"),
                             ("threshold_objective", args.threshold_objective != "accuracy")):
             if given:
                 raise UserError(f"{flag(name)} is for classification, but this is regression data; drop it.")

@@ -189,6 +189,31 @@ def zero_shot_classifier(cls, backbone: str, labels, label_words=None, trust_rem
     return classifier
 
 
+def auto_head_init(args, model, tokenizer, tail: str) -> str:
+    """What `--head-init auto` means for this run. label-words where bench/sample_efficiency.py measured it ahead
+    of a random head (single-label IMDb and AG News, 0-512 examples, with and without a template); random for
+    multi-label and regression (a sigmoid or a value read from a language model's large word logits starts
+    saturated), for integer labels, for words the tokenizer cannot encode, and for backbones with untied
+    output embeddings (their rows would mean loading the causal LM a second time)."""
+    if getattr(args, "problem_type", "single-label") not in ("single-label", "auto") or args.label_words is not None:
+        return "label-words" if args.label_words is not None else "random"
+    if all(name.lstrip("-").isdigit() for name in args.label_names):
+        return "random"
+    import torch
+
+    from llmclf.heads import head_module
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not (getattr(base.config, "tie_word_embeddings", False) or args.model == "tiny-random-llama"):
+        return "random"
+    try:
+        head = head_module(model)
+        word_ids(tokenizer, args.label_names, tail)
+    except (UserError, ValueError):
+        return "random"
+    return "label-words" if isinstance(head, torch.nn.Linear) else "random"
+
+
 def prepare_head(args, model, tokenizer):
     """For `llmclf train` (args: TrainArgs), before anything is written: the run's prompt encoding (a UserError
     for a template that does not fit this backbone or max_length), and for head_init label-words the head set
@@ -197,6 +222,8 @@ def prepare_head(args, model, tokenizer):
 
     prompt = PromptEncoding.build(tokenizer, args.prompt_template, args.label_names)
     prompt.room(args.max_length)
+    if args.head_init == "auto":
+        args.head_init = auto_head_init(args, model, tokenizer, prompt.tail)
     if args.head_init == "label-words":
         words = args.label_words
         if words is None and all(name.lstrip("-").isdigit() for name in args.label_names):
