@@ -193,6 +193,19 @@ def indicator_rows(labels: list, columns: list[str], what: str = "--data") -> li
     return vectors
 
 
+def multi_label_targets(labels: list, id2label: dict[int, str], *, separator: str = ",", allow_empty: bool = False,
+                        label_columns: list[str] | None = None, what: str = "--data") -> list[list[float]]:
+    """Raw multi-label labels as multi-hot vectors for a model with labels `id2label`: lists or `separator`-
+    separated names (each one known), or with `label_columns` rows of 0/1 values (those columns are the labels,
+    in id order); a row without any label only with `allow_empty`."""
+    if label_columns:
+        vectors = indicator_rows(labels, list(label_columns), what)
+        if not allow_empty:  # the rule of an empty list, for rows of zeros
+            label_lists([[c for c, v in zip(label_columns, row) if v] for row in vectors], what=what)
+        return vectors
+    return encode_multi_hot(label_lists(labels, separator, allow_empty, what), id2label, what)
+
+
 # --- regression ---------------------------------------------------------------------------------------------
 
 def regression_targets(labels: list, what: str = "--data") -> list[float]:

@@ -19,30 +19,16 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from llmclf.artifacts import write_calibration, write_metrics
 from llmclf.calibration import Calibration
 from llmclf.config import TrainArgs, parse_class_weights
 from llmclf.data import LabelledTexts, load_labelled, split_train_validation
-from llmclf.problem_types import (HF_PROBLEM_TYPES, MULTI_LABEL, REGRESSION, encode_multi_hot, indicator_rows,
-                                  label_lists, multi_label_names, regression_targets)
+from llmclf.problem_types import (HF_PROBLEM_TYPES, MULTI_LABEL, REGRESSION, label_lists, multi_label_names,
+                                  multi_label_targets, regression_targets)
 from llmclf.regression import Standardiser
-
-
-@dataclass
-class TypedSplit:
-    """One split's texts, targets and the model's outputs on it (as `llmclf predict` computes them):
-    multi-label: multi-hot targets (n, k) and mean sigmoid probabilities over a text's windows (n, k);
-    regression: targets (n,) and predictions on the original scale (n,)."""
-
-    name: str
-    texts: list[str]
-    targets: np.ndarray
-    outputs: np.ndarray
+from llmclf.type_eval import TypedSplit, score_split
 
 
 def typed_splits(args: TrainArgs, data: LabelledTexts, problem_type: str):
@@ -73,17 +59,14 @@ def _encoder(args: TrainArgs, data: LabelledTexts, problem_type: str):
     """(labels, what) -> encoded labels, and id2label, from the training data."""
     if problem_type == REGRESSION:
         return regression_targets, {0: args.label_column}
-    if args.label_columns:
-        columns = list(args.label_columns)
-        def encode(labels, what):
-            vectors = indicator_rows(labels, columns, what)
-            if not args.allow_empty_labels:  # the rule of an empty list, for rows of zeros
-                label_lists([[c for c, v in zip(columns, row) if v] for row in vectors], what=what)
-            return vectors
-        return encode, dict(enumerate(columns))
     separator, allow = args.label_separator, args.allow_empty_labels
-    id2label = multi_label_names(label_lists(data.labels, separator, allow, f"--data {args.data}"), args.label_names)
-    return (lambda labels, what: encode_multi_hot(label_lists(labels, separator, allow, what), id2label, what)), id2label
+    if args.label_columns:
+        id2label = dict(enumerate(args.label_columns))
+    else:
+        id2label = multi_label_names(label_lists(data.labels, separator, allow, f"--data {args.data}"),
+                                     args.label_names)
+    return (lambda labels, what: multi_label_targets(labels, id2label, separator=separator, allow_empty=allow,
+                                                     label_columns=args.label_columns, what=what)), id2label
 
 
 def resolve_pos_weight(spec: str | None, train_labels, id2label: dict[int, str]) -> list[float] | None:
@@ -107,27 +90,18 @@ def trainer_view(splits, part: LabelledTexts) -> LabelledTexts:
 
 # --- after training ----------------------------------------------------------------------------------------
 
-def typed_outputs(classifier, texts: list[str], problem_type: str, standardiser: Standardiser | None) -> np.ndarray:
-    """Per text: the mean over its windows of the sigmoid probabilities (multi-label), or of the raw outputs,
-    undone to the original scale (regression); from `Classifier.window_logits`, the windows predict reads."""
-    from llmclf.multilabel import sigmoid
-
-    logits, owner = classifier.window_logits(texts)
-    values = sigmoid(logits) if problem_type == MULTI_LABEL else np.asarray(logits, dtype=np.float64)
-    total = np.zeros((len(texts), values.shape[1]))
-    np.add.at(total, owner, values)
-    mean = total / np.bincount(owner, minlength=len(texts))[:, None]
-    return mean if problem_type == MULTI_LABEL else standardiser.undo(mean[:, 0])
-
-
 def typed_parts(args: TrainArgs, model, tokenizer, splits, precision: str) -> list[TypedSplit]:
+    """Validation (and test) outputs of the trained model through the Classifier API `llmclf predict` uses
+    (llmclf.type_eval), so that `llmclf evaluate` of the saved model on the same rows reproduces metrics.json."""
     from llmclf.predict import Classifier
 
+    if splits.problem_type == REGRESSION:  # the scale the model is saved with: predict_values undoes it
+        model.config.llmclf = {"problem_type": HF_PROBLEM_TYPES[REGRESSION], "target_mean": splits.standardiser.mean,
+                               "target_std": splits.standardiser.std}
     classifier = Classifier(model, tokenizer, max_length=args.max_length, batch_size=args.eval_batch_size,
                             device=str(next(model.parameters()).device), truncation=args.truncation,
                             prompt_template=args.prompt_template, temperature=1.0, precision=precision)
-    return [TypedSplit(name, part.texts, np.asarray(part.labels, dtype=np.float64),
-                       typed_outputs(classifier, part.texts, splits.problem_type, splits.standardiser))
+    return [score_split(classifier, name, part.texts, part.labels)
             for name, part in (("validation", splits.validation), ("test", splits.test)) if part is not None]
 
 
