@@ -85,7 +85,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     from llmclf.metrics import summary_line
 
     metrics = evaluate(ns.model, ns.data, ns.output, text_column=ns.text_column, label_column=ns.label_column,
-                       overwrite=ns.overwrite, options=classifier_options(ns))
+                       overwrite=ns.overwrite, options=classifier_options(ns), label_columns=ns.label_columns)
     print(summary_line(metrics))
     if ns.output:
         print(f"metrics.json, plots, errors.jsonl and report.html in {ns.output}/")
@@ -269,8 +269,11 @@ def add_evaluate_command(sub) -> None:
     add_inference_flags(p, model_default=None)
     p.add_argument("--data", required=True, help="labelled data: a file, folder or hub dataset name[:split]")
     p.add_argument("--output", help="directory for metrics.json and plots")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--label-column", default="label")
+    # Multi-label and regression models default to the columns and label settings they were trained with.
+    p.add_argument("--text-column", default=None, help="default: text (typed models: as trained)")
+    p.add_argument("--label-column", default=None, help="default: label (typed models: as trained)")
+    p.add_argument("--label-columns", default=None, help="multi-label: the 0/1 column of each label, in the model's "
+                   "label order (default: as trained)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     p.set_defaults(func=cmd_evaluate)
 
