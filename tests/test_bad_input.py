@@ -81,6 +81,8 @@ def model_without_chat_template(path: Path) -> None:
 
 
 DATA = {"d.csv": TWO_CLASSES}
+LISTS = {"d.jsonl": '{"text": "so angry", "label": ["anger"]}\n{"text": "angry yet glad", "label": ["anger", "joy"]}\n'}
+RATINGS = "text,label\nfine,3.5\nsuperb,4.75\n"
 INT_LABELS = {"d.csv": "text,label\n" + "".join(f"review number {i},{i % 2}\n" for i in range(10))}
 TRAIN_CASES = [
     Case("missing-data-file", [*TRAIN, "--data", "nope.csv"], r"--data nope\.csv: file not found"),
@@ -143,8 +145,8 @@ TRAIN_CASES = [
          r"--label-words: the tokenizer cannot encode '<\|endoftext\|>'", files=DATA),
     Case("label-words-count", [*TRAIN, "--data", "d.csv", "--head-init", "label-words", "--label-words", "bad"],
          r"--label-words: 1 word\(s\) for 2 labels \(neg, pos\)", files=DATA),
-    Case("label-words-without-head-init", [*TRAIN, "--data", "d.csv", "--label-words", "bad,good"],
-         r"--label-words sets the words of --head-init label-words", files=DATA),
+    Case("label-words-with-random-head", [*TRAIN, "--data", "d.csv", "--head-init", "random", "--label-words", "bad,good"],
+         r"--label-words sets the words of a label-word head, but --head-init is random; drop one of them", files=DATA),
     Case("save-steps-with-best-metric", [*TRAIN, "--data", "d.csv", "--save-steps", "5", "--best-metric", "loss"],
          r"--save-steps checkpoints mid-epoch while --best-metric compares epochs", files=DATA),
     Case("class-weights-count", [*TRAIN, "--data", "d.csv", "--class-weights", "1,2,3"],
@@ -155,6 +157,39 @@ TRAIN_CASES = [
          r"--class-weights heavy: not a list of numbers; pass balanced, none", files=DATA),
     Case("threshold-recall-without-target", [*TRAIN, "--data", "d.csv", "--threshold-objective", "recall"],
          r"--threshold-objective recall and --target-recall go together", files=DATA),
+    # Multi-label and regression data (issue 14).
+    Case("multi-label-unseen-validation-label", [*TRAIN, "--data", "d.jsonl", "--validation-data", "v.jsonl"],
+         r"--validation-data v\.jsonl: row 2 has label 'meh', never seen in training \(labels: anger, joy\)",
+         files={**LISTS, "v.jsonl": '{"text": "ok", "label": ["joy"]}\n{"text": "hm", "label": ["joy", "meh"]}\n'}),
+    Case("multi-label-empty-list", [*TRAIN, "--data", "d.jsonl"],
+         r"--data d\.jsonl: row 3 has an empty list of labels; label it, remove it, or pass --allow-empty-labels",
+         files={"d.jsonl": LISTS["d.jsonl"] + '{"text": "nothing here", "label": []}\n'}),
+    Case("multi-label-lists-and-single-values", [*TRAIN, "--data", "d.jsonl"],
+         r"--data d\.jsonl: the label column mixes lists and single values \(row 3 holds 'joy'\)",
+         files={"d.jsonl": LISTS["d.jsonl"] + '{"text": "glad", "label": "joy"}\n'}),
+    Case("label-column-numbers-and-text", [*TRAIN, "--data", "d.jsonl"],
+         r"--data d\.jsonl: the label column mixes numbers and text \(row 2 holds 'high'\)",
+         files={"d.jsonl": '{"text": "a", "label": 2.5}\n{"text": "b", "label": "high"}\n{"text": "c", "label": 4.5}\n'}),
+    Case("regression-nan-target", [*TRAIN, "--data", "r.csv"],
+         r"--data r\.csv: row 3 has target 'nan'; regression targets must be finite numbers",
+         files={"r.csv": RATINGS + "so-so,nan\n"}),
+    Case("regression-inf-target", [*TRAIN, "--data", "r.csv"],
+         r"--data r\.csv: row 3 has target 'inf'; regression targets must be finite numbers",
+         files={"r.csv": RATINGS + "so-so,inf\n"}),
+    Case("regression-text-target", [*TRAIN, "--data", "r.csv", "--problem-type", "regression"],
+         r"--data r\.csv: row 3 has target 'high', not a number; regression targets must be numbers",
+         files={"r.csv": RATINGS + "so-so,high\n"}),
+    Case("multi-label-class-weights-count", [*TRAIN, "--data", "d.jsonl", "--class-weights", "1,2,3"],
+         r"--class-weights 1,2,3: 3 weight\(s\) for 2 labels \(anger, joy\); give one weight per label", files=LISTS),
+    Case("multi-label-class-weights-negative", [*TRAIN, "--data", "d.jsonl", "--class-weights", "1,-2"],
+         r"--class-weights 1,-2: weights must be finite and >= 0", files=LISTS),
+    Case("label-columns-missing-column", [*TRAIN, "--data", "c.csv", "--label-columns", "anger,fear"],
+         r"--data c\.csv: no label column 'fear'; columns found: text, anger, joy\. Pass --label-columns",
+         files={"c.csv": "text,anger,joy\nso angry,1,0\nso glad,0,1\n"}),
+    Case("interval-out-of-range", [*TRAIN, "--data", "r.csv", "--interval", "1.5"],
+         r"--interval must be in \(0, 1\), e\.g\. 0\.9, got 1\.5", files={"r.csv": RATINGS}),
+    Case("interval-without-regression", [*TRAIN, "--data", "d.jsonl", "--interval", "0.9"],
+         r"--interval gives prediction intervals for regression, but this is multi-label data", files=LISTS),
 ]
 
 MODEL_CASES = []
@@ -190,6 +225,8 @@ class NotOneLine(AssertionError):
 # Placeholders in argv, filled in by the `runs` fixture: a tiny neg/pos classifier, the same with the
 # non-sentiment labels spam/ham, and a loopback port some other socket already listens on.
 TINY, SPAMHAM, BUSY_PORT = "{tiny}", "{spamham}", "{busy_port}"
+# Tiny multi-label (action, comedy, drama) and regression models saved as `llmclf train` saves them.
+MULTI, REGRESSOR = "{multi}", "{regressor}"
 
 IN = "in.csv"
 TEXTS_IN = {IN: "text\ngood film\nbad film\n"}
@@ -249,6 +286,10 @@ PREDICT_CASES = [
          files=TEXTS_IN),
     Case("predict-failed-run-leaves-no-output-folder", [*SCORE[:-1], "new/o.csv"],
          r"--input in\.csv: no rows to score", files={IN: "text\n"}),
+    Case("predict-threshold-regression", ["predict", "--model", REGRESSOR, "--threshold", "0.5", "a fine film"],
+         r"--threshold is for classifiers; this is a regression model \(it outputs a value\): drop --threshold"),
+    Case("predict-min-confidence-regression", ["predict", "--model", REGRESSOR, "--min-confidence", "0.8", "x"],
+         r"--min-confidence is for classifiers; this is a regression model \(it outputs a value\)"),
 ]
 
 EVALUATE = ["evaluate", "--model", TINY, "--data", "d.csv"]
@@ -261,6 +302,12 @@ EVALUATE_CASES = [
     Case("evaluate-label-unknown-to-model", EVALUATE,
          r"--data d\.csv: row 2 has label 'meh', never seen in training \(labels: neg, pos\)",
          files={"d.csv": "text,label\ngood,pos\nso-so,meh\n"}),
+    Case("evaluate-multi-label-unknown-label", ["evaluate", "--model", MULTI, "--data", "d.csv"],
+         r"--data d\.csv: row 2 has label 'meh', never seen in training \(labels: action, comedy, drama\)",
+         files={"d.csv": 'text,label\ngood,"action,comedy"\nso-so,"drama,meh"\n'}),
+    Case("evaluate-regression-text-target", ["evaluate", "--model", REGRESSOR, "--data", "d.csv"],
+         r"--data d\.csv: row 2 has target 'high', not a number; regression targets must be numbers",
+         files={"d.csv": "text,label\ngood,3.5\nso-so,high\n"}),
 ]
 
 SERVE = ["serve", "--model", TINY]
@@ -280,6 +327,8 @@ SERVE_CASES = [
     Case("serve-host-not-on-this-machine", [*SERVE, "--host", "192.0.2.1", "--port", "8123"],  # RFC 5737 TEST-NET-1
          r"--host 192\.0\.2\.1 --port 8123: cannot listen there \(Cannot assign requested address\)"),
     Case("serve-no-such-model-dir", ["serve", "--model", "nope", "--port", "0"], r"--model nope: no such model directory"),
+    Case("serve-threshold-regression", ["serve", "--model", REGRESSOR, "--port", "0", "--threshold", "0.5"],
+         r"--threshold is for classifiers; this is a regression model"),
 ]
 
 DEMO_CASES = [
@@ -320,9 +369,15 @@ def snapshot(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*"))}
 
 
+# The checkout these tests belong to. A relative PYTHONPATH (`PYTHONPATH=src`) would resolve against each case's
+# temporary working directory and the child would import whichever llmclf is installed instead of this code.
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
 def run_cli(argv: list[str], cwd: Path, stdin: bytes = b"") -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "LLMCLF_VERBOSE"}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])])
     try:
         result = subprocess.run([sys.executable, "-m", "llmclf", *argv], capture_output=True, input=stdin,
                                 cwd=cwd, env=env, timeout=120)
@@ -354,6 +409,11 @@ def runs(request, tmp_path_factory):
     if any(TINY in arg or SPAMHAM in arg for case in cases for arg in case.argv):
         tiny = request.getfixturevalue("tiny_classifier_dir")
         filled = {TINY: str(tiny), SPAMHAM: str(spam_ham_model(tiny, tmp_path_factory.mktemp("models") / "spamham"))}
+    if any(MULTI in arg or REGRESSOR in arg for case in cases for arg in case.argv):
+        from typed_models import multi_label_dir, regression_dir
+
+        root = tmp_path_factory.mktemp("typed-models")
+        filled |= {MULTI: str(multi_label_dir(root)), REGRESSOR: str(regression_dir(root))}
     busy = socket.socket()  # listening, so that binding its port fails as it would for another server
     busy.bind(("127.0.0.1", 0))
     busy.listen()
