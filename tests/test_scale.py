@@ -63,3 +63,31 @@ def test_ray_cli_and_errors(tiny_classifier_dir, tmp_path):
     with pytest.raises(UserError, match="no text column 'body'"):
         predict_ray(str(tiny_classifier_dir), str(tmp_path / "in"), str(tmp_path / "o2"), text_column="body")
     assert not (tmp_path / "o2").exists()
+
+
+@pytest.mark.parametrize("kind,suffix", [("multi-label", ".parquet"), ("multi-label", ".csv"), ("regression", ".csv")])
+def test_ray_scores_multi_label_and_regression_models_as_one_process_does(tmp_path, kind, suffix):
+    from llmclf.scoring import score_file
+    from typed_models import multi_label_dir, regression_dir
+
+    model = str(multi_label_dir(tmp_path) if kind == "multi-label" else regression_dir(tmp_path))
+    frame = make_parts(tmp_path / "in", suffix, parts=2, rows=9)
+    assert predict_ray(model, str(tmp_path / "in"), str(tmp_path / "out"), num_workers=2, batch_size=4) == 18
+    scored = read_scored(tmp_path / "out")
+    classifier = Classifier.from_pretrained(model)
+    alone = []
+    for part in sorted((tmp_path / "in").iterdir()):
+        score_file(classifier, str(part), str(tmp_path / f"alone-{part.name}"), progress=False)
+        alone.append(pd.read_parquet(tmp_path / f"alone-{part.name}") if suffix == ".parquet" else
+                     pd.read_csv(tmp_path / f"alone-{part.name}", dtype=str, keep_default_na=False))
+    alone = pd.concat(alone, ignore_index=True)
+    assert list(scored.columns) == list(alone.columns) and scored["id"].tolist() == frame["id"].tolist()
+    added = [c for c in alone.columns if c not in frame.columns]
+    assert added == (["labels", "prob_action", "prob_comedy", "prob_drama"] if kind == "multi-label" else
+                     ["value", "value_low", "value_high"])
+    for column in added:
+        if column == "labels":
+            assert [list(v) if not isinstance(v, str) else v for v in scored[column]] == \
+                   [list(v) if not isinstance(v, str) else v for v in alone[column]]
+        else:
+            assert np.allclose(scored[column].astype(float), alone[column].astype(float), atol=1e-5)

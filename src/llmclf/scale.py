@@ -112,11 +112,25 @@ def predict_ray(model: str, input_pattern: str, output: str, text_column: str = 
                 name = Path(source).name
                 if name not in writers:
                     writers[name] = TableWriter(stage / name, file_format)
-                writers[name].write(part.drop(columns="__source"))
+                writers[name].write(_plain_lists(part.drop(columns="__source")))
                 rows += len(part)
         for writer in writers.values():
             writer.close()
     return rows
+
+
+def _plain_lists(frame):
+    """List columns (a multi-label model's `labels`) as Python lists, as single-process scoring writes them: Ray
+    Data hands them over as pandas ArrowDtype columns, and pandas cannot read that dtype back from the metadata
+    of a Parquet file written from them."""
+    import pandas as pd
+    import pyarrow as pa
+
+    for column in frame.columns:
+        dtype = frame[column].dtype
+        if isinstance(dtype, pd.ArrowDtype) and pa.types.is_list(dtype.pyarrow_dtype):
+            frame[column] = [None if v is pd.NA else list(v) for v in frame[column].tolist()]
+    return frame
 
 
 def read_scored(directory: str | Path):
