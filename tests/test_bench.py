@@ -90,3 +90,16 @@ def test_sample_efficiency_smoke_run_writes_rows_a_plot_and_resumes(tmp_path):
     assert [(r["dataset"], r["variant"], r["train_examples"]) for r in again["rows"][len(rows):]] == [
         ("imdb", "none/random", 0)]
     assert "none/random" in again["settings"]["variants"] and len(list(tmp_path.glob("*.json"))) == 1
+
+
+@pytest.mark.slow  # four tiny training runs, each a subprocess: ~1 minute
+def test_tasks_benchmark_smoke_run_compares_each_type_with_its_baseline(tmp_path):
+    run_smoke("tasks.py", tmp_path)
+    (path,) = tmp_path.glob("tasks-smoke-*.json")
+    result = json.loads(path.read_text())
+    assert result["smoke"] is True and [row["task"] for row in result["rows"]] == ["goemotions", "rating", "imbalance"]
+    goemotions, rating, imbalance = result["rows"]
+    assert goemotions["llmclf"][0]["summary"]["f1_macro"] is not None and "f1_macro" in goemotions["baseline"]
+    assert rating["llmclf"][0]["summary"]["mae"] > 0 and rating["baseline"]["mae"] > 0
+    assert [run["command"].split("--class-weights ")[1].split()[0] for run in imbalance["llmclf"]] == ["none", "balanced"]
+    assert all(0 <= run["summary"]["recall_positive"] <= 1 for run in imbalance["llmclf"])
