@@ -1,10 +1,12 @@
 """Accuracy against training time for a long `llmclf train` run (issue 13, item 6: the shipped model's curve).
 
-    python bench/shipped_curve.py --snapshots /tmp/ckpt-snap --run src/llmclf/shipped/imdb-sentiment --n 1000
+    python bench/shipped_curve.py --snapshots /tmp/ckpt-snap --run src/llmclf/shipped/imdb-sentiment --n 1000 \\
+        --steps 300,600,900,1200
 
 --snapshots holds copies of the run's checkpoints (checkpoint-<step>/ with adapter_model.safetensors,
-adapter_config.json and trainer_state.json, their modification times kept: `cp -p`), taken while it trained. Each checkpoint is loaded as the finished model
-is (`Classifier.from_pretrained`, with the run's tokenizer, template and truncation) and scored on the first
+adapter_config.json and trainer_state.json, their modification times kept: `cp -p`), taken while it trained.
+Each checkpoint is loaded as the finished model is (`Classifier.from_pretrained`, with the run's tokenizer,
+template and truncation) and scored on the first
 --n reviews of the IMDb held-out 20% (seed 42): accuracy of the argmax (no calibration), ROC-AUC. The finished
 model (--run) is scored the same way, and the untrained start (step 0: the label-word head's zero-shot
 classifier without contextual calibration, i.e. the weights training started from). Minutes of training are
@@ -86,6 +88,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--snapshots", required=True)
     parser.add_argument("--run", required=True)
+    parser.add_argument("--steps", help="only these checkpoints, e.g. 300,600,900 (default: all)")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--target", type=float, default=0.945)
     parser.add_argument("--results-dir", default=str(ROOT / "bench" / "results"))
@@ -98,6 +101,9 @@ def main(argv=None) -> None:
     rows = [{"step": 0, "minutes": 0.0, **score(untrained_classifier(run), texts, labels)}]
     print(rows[-1], flush=True)
     snapshots = sorted(Path(args.snapshots).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    if args.steps:
+        wanted = {int(step) for step in args.steps.split(",")}
+        snapshots = [p for p in snapshots if int(p.name.split("-")[1]) in wanted]
     with tempfile.TemporaryDirectory() as work:
         for snapshot in snapshots:
             saved = (snapshot / "adapter_model.safetensors").stat().st_mtime
