@@ -252,7 +252,7 @@ def write_part(path: Path, part: Part, n: int | None = None) -> Path:
 
 def trained_point(task: Task, template: str, head: str, size: int, settings: dict, work: Path) -> dict:
     """Size N: llmclf's own train() on the first N training rows, then the saved model scored on the held-out rows."""
-    from llmclf.config import resolve_train_args
+    from llmclf.config import read_yaml_config, recipe_path, resolve_train_args
     from llmclf.predict import Classifier
     from llmclf.train import train
 
@@ -263,7 +263,10 @@ def trained_point(task: Task, template: str, head: str, size: int, settings: dic
     if not validation.exists():
         write_part(validation, task.validation)
     output = Path(tempfile.mkdtemp(prefix=f"{task.name}-{template}-{head}-{size}-", dir=work)) / "model"
-    args = resolve_train_args(recipe=RECIPE, overrides={
+    # The recipe's LoRA and optimiser settings; the template, head and label words are this bench's variants.
+    base = {k: v for k, v in read_yaml_config(recipe_path(RECIPE)).items()
+            if k not in ("prompt_template", "head_init", "label_words", "save_steps")}
+    args = resolve_train_args(overrides={**base,
         "data": str(data), "validation_data": str(validation), "label_names": task.labels,
         "model": settings["model"], "max_length": settings["max_length"], "truncation": "head",
         "prompt_template": template_of(task, template), "head_init": head,
@@ -272,7 +275,7 @@ def trained_point(task: Task, template: str, head: str, size: int, settings: dic
         "eval_batch_size": settings["eval_batch_size"], "max_eval_samples": settings["n_validation"],
         "lora_layers": settings["lora_layers"], "seed": settings["seed"], "output": str(output),
     })
-    args.max_train_samples = None  # the recipe's 12,000 cap: the file already holds exactly N rows
+    args.max_train_samples = None  # the file already holds exactly N rows
     started = time.perf_counter()
     train(args)
     point_train_seconds = time.perf_counter() - started
