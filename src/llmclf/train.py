@@ -269,15 +269,22 @@ def resolve_weights(args: TrainArgs, splits: Splits) -> list[float] | None:
     return resolve_pos_weight(args.class_weights, splits.train.labels, splits.id2label)
 
 
+def run_classifier(args: TrainArgs, model, tokenizer, precision: str, **options) -> Classifier:
+    """The trained model in memory as `llmclf predict` will run it once saved: the run's max_length, truncation
+    and prompt template, in the precision it was trained in (a LoRA run's bf16 backbone needs autocast, whatever
+    `auto` says here). `options`: temperature, threshold."""
+    return Classifier(model, tokenizer, max_length=args.max_length, batch_size=args.eval_batch_size,
+                      device=str(next(model.parameters()).device), truncation=args.truncation,
+                      prompt_template=args.prompt_template, precision=precision, **options)
+
+
 def final_parts(args: TrainArgs, model, tokenizer, splits: Splits, precision: str) -> list[ScoredSplit]:
     """Validation (and test) logits as `llmclf evaluate` computes them from the saved model: through
     `Classifier`, with the run's truncation mode and prompt template (for chunks, the log of the windows' mean
     probabilities), so evaluating the finished model on the same rows reproduces metrics.json."""
     from llmclf.analysis import model_logits
 
-    classifier = Classifier(model, tokenizer, max_length=args.max_length, batch_size=args.eval_batch_size,
-                            device=str(next(model.parameters()).device), truncation=args.truncation,
-                            prompt_template=args.prompt_template, temperature=1.0, precision=precision)
+    classifier = run_classifier(args, model, tokenizer, precision, temperature=1.0)
     parts = []
     for name, part, source in (("validation", splits.validation, args.validation_data or args.data),
                                ("test", splits.test, args.test_data)):
@@ -296,12 +303,8 @@ def finish_run(stage: Path, output: Path, args: TrainArgs, model, tokenizer, spl
     calibration = fit_calibration(parts[0].logits, parts[0].labels, args.threshold_objective, args.target_precision,
                                   args.target_recall)
     in_head = scale_head(model, calibration.temperature)
-    classifier = Classifier(model, tokenizer, max_length=args.max_length, batch_size=args.eval_batch_size,
-                            device=str(next(model.parameters()).device), threshold=calibration.threshold,
-                            temperature=1.0 if in_head else calibration.temperature,
-                            truncation=args.truncation, prompt_template=args.prompt_template,
-                            # as trained: a LoRA run's bf16 backbone needs autocast, whatever `auto` says here
-                            precision=precision)
+    classifier = run_classifier(args, model, tokenizer, precision, threshold=calibration.threshold,
+                                temperature=1.0 if in_head else calibration.temperature)
     (stage / "history.jsonl").write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")
     data_info = {
         "train": args.data, "validation": args.validation_data, "test": args.test_data,

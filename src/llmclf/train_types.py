@@ -93,14 +93,12 @@ def trainer_view(splits, part: LabelledTexts) -> LabelledTexts:
 def typed_parts(args: TrainArgs, model, tokenizer, splits, precision: str) -> list[TypedSplit]:
     """Validation (and test) outputs of the trained model through the Classifier API `llmclf predict` uses
     (llmclf.type_eval), so that `llmclf evaluate` of the saved model on the same rows reproduces metrics.json."""
-    from llmclf.predict import Classifier
+    from llmclf.train import run_classifier
 
     if splits.problem_type == REGRESSION:  # the scale the model is saved with: predict_values undoes it
         model.config.llmclf = {"problem_type": HF_PROBLEM_TYPES[REGRESSION], "target_mean": splits.standardiser.mean,
                                "target_std": splits.standardiser.std}
-    classifier = Classifier(model, tokenizer, max_length=args.max_length, batch_size=args.eval_batch_size,
-                            device=str(next(model.parameters()).device), truncation=args.truncation,
-                            prompt_template=args.prompt_template, temperature=1.0, precision=precision)
+    classifier = run_classifier(args, model, tokenizer, precision, temperature=1.0)
     return [score_split(classifier, name, part.texts, part.labels)
             for name, part in (("validation", splits.validation), ("test", splits.test)) if part is not None]
 
