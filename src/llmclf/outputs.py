@@ -17,10 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from llmclf.errors import UserError
+from llmclf import problem_types
 
-SINGLE_LABEL = "single_label_classification"
-MULTI_LABEL = "multi_label_classification"
-REGRESSION = "regression"
+# A saved model's config.problem_type (transformers' names, which Classifier reads).
+SINGLE_LABEL = problem_types.HF_PROBLEM_TYPES[problem_types.SINGLE_LABEL]
+MULTI_LABEL = problem_types.HF_PROBLEM_TYPES[problem_types.MULTI_LABEL]
+REGRESSION = problem_types.HF_PROBLEM_TYPES[problem_types.REGRESSION]
 PROBLEM_TYPES = (SINGLE_LABEL, MULTI_LABEL, REGRESSION)
 
 

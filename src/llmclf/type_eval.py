@@ -24,7 +24,7 @@ from llmclf import outputs, problem_types
 from llmclf.errors import UserError
 
 # Classifier.problem_type (transformers' names) -> the run's problem type (llmclf.problem_types' names).
-RUN_TYPES = {outputs.MULTI_LABEL: problem_types.MULTI_LABEL, outputs.REGRESSION: problem_types.REGRESSION}
+RUN_TYPES = {hf: run for run, hf in problem_types.HF_PROBLEM_TYPES.items()}
 
 
 @dataclass
