@@ -44,6 +44,10 @@ TASKS = ("goemotions", "rating", "imbalance")
 RECIPE = ["--model", "smollm2-135m", "--lora", "--lora-r", "16", "--lora-alpha", "32", "--lora-dropout", "0",
           "--lora-layers", "12", "--batch-size", "16", "--learning-rate", "4e-4", "--epochs", "1",
           "--max-length", "256", "--group-by-length", "--pad-to-multiple-of", "64"]
+PAD_MULTIPLE = 64
+# GoEmotions comments are short (tens of tokens): padded to 64 they would cost about twice their tokens, so its
+# batches are packed (llmclf.packing) into rows of max_length.
+PACKED_TASKS = {"goemotions"}
 SMOKE_RECIPE = ["--model", "tiny-random-llama", "--epochs", "1", "--batch-size", "8", "--max-length", "64"]
 
 
@@ -104,16 +108,19 @@ def task_frames(task: str, smoke: bool):
     return imbalanced(train[["text", "label"]], 0.05), imbalanced(validation[["text", "label"]], 0.05)
 
 
-def rows_within_budget(texts: list[str], budget_s: float, tokens_per_s: float, max_length: int, smoke: bool) -> int:
-    """How many of the first training rows one epoch at `tokens_per_s` gets through in `budget_s`."""
+def rows_within_budget(texts: list[str], budget_s: float, tokens_per_s: float, max_length: int, packed: bool,
+                       smoke: bool) -> int:
+    """How many of the first training rows one epoch at `tokens_per_s` gets through in `budget_s`: a row costs its
+    token count when batches are packed, else its length padded to the recipe's multiple of 64."""
     if smoke:
         return len(texts)
     from llmclf.models import load_tokenizer, resolve_backbone
 
     tokenizer = load_tokenizer(resolve_backbone("smollm2-135m"))
     lengths = np.minimum([len(ids) for ids in tokenizer(texts[:20000])["input_ids"]], max_length)
-    mean = float(lengths.mean())
-    return int(min(len(texts), budget_s * tokens_per_s / mean))
+    if not packed:
+        lengths = np.minimum(-(-lengths // PAD_MULTIPLE) * PAD_MULTIPLE, max_length)
+    return int(min(len(texts), budget_s * tokens_per_s / float(lengths.mean())))
 
 
 # --- baselines ---------------------------------------------------------------------------------------------
@@ -225,16 +232,18 @@ def summary(task: str, validation: dict) -> dict:
 
 def run_task(task: str, args, work: Path) -> dict:
     train, validation = task_frames(task, args.smoke)
-    budget_s = args.budget_min * 60
-    n = rows_within_budget(train["text"].tolist(), budget_s, args.tokens_per_s, 256, args.smoke)
+    budget_min = args.budgets[task]
+    packed = task in PACKED_TASKS
+    n = rows_within_budget(train["text"].tolist(), budget_min * 60, args.tokens_per_s, 256, packed, args.smoke)
     limited = train.iloc[:n]
     record = {"task": task, "train_rows_available": len(train), "train_rows_used": n,
-              "validation_rows": len(validation), "budget_min": args.budget_min}
-    print(f"{task}: {n} of {len(train)} training rows within {args.budget_min} min", flush=True)
+              "validation_rows": len(validation), "budget_min": budget_min, "packed_batches": packed}
+    print(f"{task}: {n} of {len(train)} training rows within {budget_min} min", flush=True)
     if task == "goemotions":
         record["baseline"] = goemotions_baseline(limited, validation)
         record["baseline_all_rows"] = goemotions_baseline(train, validation) if n < len(train) else None
-        record["llmclf"] = [train_run(work, task, limited, validation, ["--label-column", "labels"], args.smoke)]
+        flags = ["--label-column", "labels"] + (["--packing"] if packed else [])
+        record["llmclf"] = [train_run(work, task, limited, validation, flags, args.smoke)]
     elif task == "rating":
         record["baseline"] = rating_baseline(limited, validation)
         record["llmclf"] = [train_run(work, task, limited, validation,
@@ -246,10 +255,25 @@ def run_task(task: str, args, work: Path) -> dict:
     return record
 
 
+def task_budgets(text: str, tasks: list[str], parser) -> dict[str, float]:
+    """--budget-min as minutes per task: "60" for every task, or "goemotions=40,rating=20,imbalance=10"."""
+    try:
+        if "=" not in text:
+            return {task: float(text) for task in tasks}
+        given = {key.strip(): float(value) for key, value in (pair.split("=") for pair in text.split(","))}
+    except ValueError:
+        parser.error(f"--budget-min {text!r} is neither minutes nor task=minutes pairs; e.g. 60 or goemotions=40")
+    missing = [task for task in tasks if task not in given]
+    if missing:
+        parser.error(f"--budget-min gives no minutes for {', '.join(missing)}; add {missing[0]}=MINUTES")
+    return {task: given[task] for task in tasks}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(TASKS))
-    parser.add_argument("--budget-min", type=float, default=60.0, help="training minutes per llmclf run")
+    parser.add_argument("--budget-min", default="60",
+                        help="training minutes per llmclf run: one number, or per task (goemotions=40,rating=20)")
     parser.add_argument("--tokens-per-s", type=float, default=1296.0,
                         help="training pace (bench/results/train_cpu-2026-11-30.json, LoRA top-12: 1,296)")
     parser.add_argument("--smoke", action="store_true")
@@ -259,8 +283,9 @@ def main(argv=None) -> None:
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
         parser.error(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
+    args.budgets = task_budgets(args.budget_min, tasks, parser)
     result = {**machine(), "bench": "tasks", "smoke": args.smoke,
-              "settings": {"budget_min": args.budget_min, "tokens_per_s": args.tokens_per_s,
+              "settings": {"budget_min": args.budgets, "tokens_per_s": args.tokens_per_s,
                            "recipe": " ".join(SMOKE_RECIPE if args.smoke else RECIPE)}, "rows": []}
     name = "tasks-smoke" if args.smoke else "tasks"
     with tempfile.TemporaryDirectory(prefix="llmclf-tasks-") as work:
