@@ -66,8 +66,9 @@ def smoke_frames(task: str, n: int = 96):
         frame = pd.DataFrame({"text": texts, "labels": labels})
     elif task == "rating":
         frame = pd.DataFrame({"text": texts, "rating": rng.integers(1, 11, size=n).astype(float)})
-    else:
-        frame = pd.DataFrame({"text": texts, "label": (np.arange(n) % 8 == 0).astype(int)})
+    else:  # drawn from a balanced set as the real task is
+        balanced = pd.DataFrame({"text": texts * 4, "label": np.arange(4 * n) % 2})
+        frame = imbalanced(balanced, 0.125).iloc[:n]
     cut = int(n * 0.75)
     return frame.iloc[:cut].reset_index(drop=True), frame.iloc[cut:].reset_index(drop=True)
 
@@ -84,10 +85,12 @@ def imdb_parts():
 
 def imbalanced(frame, share: float, seed: int = 42):
     """All negatives, plus positives making `share` of the rows."""
+    import pandas as pd
+
     negatives = frame[frame["label"] == 0]
     n_pos = round(len(negatives) * share / (1 - share))
     positives = frame[frame["label"] == 1].sample(n=n_pos, random_state=seed)
-    return negatives._append(positives).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    return pd.concat([negatives, positives]).sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
 def task_frames(task: str, smoke: bool):
@@ -277,6 +280,7 @@ def main(argv=None) -> None:
     parser.add_argument("--tokens-per-s", type=float, default=1296.0,
                         help="training pace (bench/results/train_cpu-2026-11-30.json, LoRA top-12: 1,296)")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--resume", help="a results JSON of an earlier run: its rows are kept and their tasks skipped")
     parser.add_argument("--results-dir", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -287,6 +291,11 @@ def main(argv=None) -> None:
     result = {**machine(), "bench": "tasks", "smoke": args.smoke,
               "settings": {"budget_min": args.budgets, "tokens_per_s": args.tokens_per_s,
                            "recipe": " ".join(SMOKE_RECIPE if args.smoke else RECIPE)}, "rows": []}
+    if args.resume:
+        earlier = json.loads(Path(args.resume).read_text())
+        result["rows"] = earlier["rows"]
+        result["settings"]["budget_min"] = {**earlier["settings"]["budget_min"], **args.budgets}
+        tasks = [task for task in tasks if task not in {row["task"] for row in earlier["rows"]}]
     name = "tasks-smoke" if args.smoke else "tasks"
     with tempfile.TemporaryDirectory(prefix="llmclf-tasks-") as work:
         for task in tasks:
