@@ -5,6 +5,7 @@ same run.
     python bench/tasks.py --tasks goemotions,rating,imbalance --budget-min 60
     python bench/tasks.py --tasks imbalance --budget-min 10 --results-dir /tmp      # one task, a short budget
     python bench/tasks.py --smoke --results-dir /tmp          # tiny random model, made-up texts: the script only
+    python bench/tasks.py --budget-min goemotions=40,rating=25,imbalance=10 --resume bench/results/tasks-<date>.json
 
 Each llmclf run is `llmclf train` in a subprocess (the command a user types) with the shipped model's LoRA recipe
 (src/llmclf/configs/imdb-sentiment.yaml minus its template and label-word head, which are sentiment-specific)
@@ -294,8 +295,9 @@ def main(argv=None) -> None:
     if args.resume:
         earlier = json.loads(Path(args.resume).read_text())
         result["rows"] = earlier["rows"]
-        result["settings"]["budget_min"] = {**earlier["settings"]["budget_min"], **args.budgets}
         tasks = [task for task in tasks if task not in {row["task"] for row in earlier["rows"]}]
+        result["settings"]["budget_min"] = {**earlier["settings"]["budget_min"],
+                                            **{task: args.budgets[task] for task in tasks}}
     name = "tasks-smoke" if args.smoke else "tasks"
     with tempfile.TemporaryDirectory(prefix="llmclf-tasks-") as work:
         for task in tasks:

@@ -103,3 +103,21 @@ def test_tasks_benchmark_smoke_run_compares_each_type_with_its_baseline(tmp_path
     assert rating["llmclf"][0]["summary"]["mae"] > 0 and rating["baseline"]["mae"] > 0
     assert [run["command"].split("--class-weights ")[1].split()[0] for run in imbalance["llmclf"]] == ["none", "balanced"]
     assert all(0 <= run["summary"]["recall_positive"] <= 1 for run in imbalance["llmclf"])
+
+
+@pytest.mark.slow  # two tiny training runs in subprocesses
+def test_tasks_benchmark_resume_keeps_earlier_rows_and_runs_only_the_missing_tasks(tmp_path):
+    earlier_dir, out_dir = tmp_path / "earlier", tmp_path / "out"
+    earlier_dir.mkdir(), out_dir.mkdir()
+    run_smoke("tasks.py", earlier_dir, "--tasks", "rating")
+    (earlier,) = earlier_dir.glob("tasks-smoke-*.json")
+    done = run_smoke("tasks.py", out_dir, "--tasks", "rating,imbalance", "--budget-min", "rating=5,imbalance=7",
+                     "--resume", str(earlier))
+    assert "rating:" not in done.stdout and "imbalance:" in done.stdout
+    (path,) = out_dir.glob("tasks-smoke-*.json")
+    before, after = json.loads(earlier.read_text()), json.loads(path.read_text())
+    assert [row["task"] for row in after["rows"]] == ["rating", "imbalance"]
+    assert after["rows"][0] == before["rows"][0]
+    assert after["settings"]["budget_min"] == {"rating": 60.0, "imbalance": 7.0}
+    imbalance = after["rows"][1]
+    assert imbalance["budget_min"] == 7.0 and len(imbalance["llmclf"]) == 2
