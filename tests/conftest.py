@@ -24,7 +24,7 @@ FAST_IN_SLOW_MODULES = {
                       "test_a_failing_model_answers_500_and_the_app_keeps_serving",
                       "test_api_docs_load_only_their_own_assets"},
     "test_report_html.py": {"test_report_is_self_contained_and_escaped", "test_report_for_a_run_without_analysis",
-                            "test_model_card_gets_the_trust_sections"},
+                            "test_report_names_the_hub_id_beside_the_alias", "test_model_card_gets_the_trust_sections"},
 }
 
 

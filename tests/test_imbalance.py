@@ -13,8 +13,9 @@ import torch
 from sklearn.utils.class_weight import compute_class_weight
 
 from helpers import user_error
-from llmclf.config import TrainArgs, parse_class_weights
+from llmclf.config import TrainArgs
 from llmclf.models import tiny_random_llama
+from llmclf.problem_types import parse_class_weights
 from llmclf.train import resolve_class_weights
 
 LABELS = {0: "neg", 1: "pos"}

@@ -81,6 +81,13 @@ def test_report_for_a_run_without_analysis(tmp_path):
     assert 'id="results"' in html and 'id="calibration"' not in html and "<img" not in html
 
 
+def test_report_names_the_hub_id_beside_the_alias(tmp_path):
+    """A reader needs the real base model, not only the llmclf alias typed at the command line."""
+    metrics = {"validation": {"accuracy": 0.5, "loss": 0.7, "label_names": ["a", "b"], "per_class": {}}}
+    html = write_report_html(tmp_path, metrics=metrics, plots=[], config={"model": "smollm2-135m"}).read_text()
+    assert "<td>HuggingFaceTB/SmolLM2-135M-Instruct (llmclf alias smollm2-135m)</td>" in html
+
+
 def test_model_card_gets_the_trust_sections(tmp_path):
     result = analysed_run(tmp_path / "run")
     m = result.metrics["test"]

@@ -11,7 +11,6 @@ and the model-card entry. Unknown keys are errors that name the key.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import warnings
 from dataclasses import dataclass, fields
@@ -23,6 +22,7 @@ import yaml
 
 from llmclf.errors import UserError
 from llmclf.precision import PRECISION_CHOICES
+from llmclf.problem_types import check_problem_options, parse_class_weights
 from llmclf.windows import TRUNCATION_CHOICES
 
 PADDING_CHOICES = ("longest", "max_length")
@@ -274,49 +274,6 @@ class TrainArgs:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def parse_class_weights(value: str | None) -> str | list[float] | None:
-    """`class_weights` as a setting: None (unweighted), "balanced", or explicit weights (their count is checked
-    once the labels are known, by llmclf.train.resolve_class_weights).
-
-    >>> parse_class_weights("1, 9"), parse_class_weights("none"), parse_class_weights("balanced")
-    ([1.0, 9.0], None, 'balanced')
-    """
-    if value is None or value.strip().lower() == "none":
-        return None
-    if value.strip().lower() == "balanced":
-        return "balanced"
-    fix = "pass balanced, none, or one weight >= 0 per label in label-id order, e.g. --class-weights 1,9"
-    try:
-        weights = [float(part) for part in value.split(",")]
-    except ValueError:
-        raise UserError(f"--class-weights {value}: not a list of numbers; {fix}.") from None
-    if not all(math.isfinite(w) and w >= 0 for w in weights):
-        raise UserError(f"--class-weights {value}: weights must be finite and >= 0; {fix}.")
-    if not any(w > 0 for w in weights):
-        raise UserError(f"--class-weights {value}: every weight is 0, so nothing would be learnt; {fix}.")
-    return weights
-
-
-def check_problem_options(args: TrainArgs, problem_type: str) -> None:
-    """Settings that belong to one problem type, checked once the type is known (given, or found in the data)."""
-    if problem_type == "auto":
-        return
-    if args.interval is not None and problem_type != "regression":
-        raise UserError(f"--interval gives prediction intervals for regression, but this is {problem_type} "
-                        "data; drop --interval (or pass --problem-type regression for numeric targets).")
-    if args.loss is not None and problem_type != "regression":
-        raise UserError(f"--loss {args.loss} is for regression, but this is {problem_type} data; drop --loss.")
-    if problem_type == "regression":
-        for name, given in (("class_weights", parse_class_weights(args.class_weights) is not None),
-                            ("head_init", args.head_init == "label-words"),
-                            ("threshold_objective", args.threshold_objective != "accuracy")):
-            if given:
-                raise UserError(f"{flag(name)} is for classification, but this is regression data; drop it.")
-    if problem_type == "multi-label" and args.threshold_objective != "accuracy":
-        raise UserError("--threshold-objective is for single-label models; multi-label runs tune one threshold "
-                        "per label for its F1 on validation. Drop --threshold-objective.")
 
 
 def flag(name: str) -> str:

@@ -13,14 +13,20 @@ found from the data unless --problem-type says, and turned into what the model t
 Labels stay raw (as `llmclf.data.load_labelled` read them) until the type is known: multi-label rows become
 multi-hot float vectors in id2label order, regression rows floats on the original scale (standardised only on
 their way into the Trainer, `llmclf.regression.Standardiser`).
+
+Settings that belong to one problem type (`check_problem_options`, with `parse_class_weights`) are checked here too:
+by `llmclf.config` when --problem-type names the type, and by `llmclf.train` once the data has shown it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmclf.errors import UserError
+
+if TYPE_CHECKING:
+    from llmclf.config import TrainArgs
 
 SINGLE_LABEL, MULTI_LABEL, REGRESSION = "single-label", "multi-label", "regression"
 # config.problem_type of the saved model: what transformers reads to pick its loss, and `pipeline` its activation.
@@ -91,6 +97,50 @@ def check_best_metric(best_metric: str | None, problem_type: str) -> None:
     if best_metric is not None and best_metric != "loss" and best_metric not in EPOCH_METRICS[problem_type]:
         raise UserError(f"--best-metric {best_metric} is not a {problem_type} metric; pass one of "
                         f"{', '.join(('loss',) + EPOCH_METRICS[problem_type])}.")
+
+
+def parse_class_weights(value: str | None) -> str | list[float] | None:
+    """`class_weights` as a setting: None (unweighted), "balanced", or explicit weights (their count is checked
+    once the labels are known, by llmclf.train.resolve_class_weights).
+
+    >>> parse_class_weights("1, 9"), parse_class_weights("none"), parse_class_weights("balanced")
+    ([1.0, 9.0], None, 'balanced')
+    """
+    if value is None or value.strip().lower() == "none":
+        return None
+    if value.strip().lower() == "balanced":
+        return "balanced"
+    fix = "pass balanced, none, or one weight >= 0 per label in label-id order, e.g. --class-weights 1,9"
+    try:
+        weights = [float(part) for part in value.split(",")]
+    except ValueError:
+        raise UserError(f"--class-weights {value}: not a list of numbers; {fix}.") from None
+    if not all(math.isfinite(w) and w >= 0 for w in weights):
+        raise UserError(f"--class-weights {value}: weights must be finite and >= 0; {fix}.")
+    if not any(w > 0 for w in weights):
+        raise UserError(f"--class-weights {value}: every weight is 0, so nothing would be learnt; {fix}.")
+    return weights
+
+
+def check_problem_options(args: TrainArgs, problem_type: str) -> None:
+    """Settings that belong to one problem type, checked once the type is known (given, or found in the data)."""
+    if problem_type == "auto":
+        return
+    if args.interval is not None and problem_type != "regression":
+        raise UserError(f"--interval gives prediction intervals for regression, but this is {problem_type} "
+                        "data; drop --interval (or pass --problem-type regression for numeric targets).")
+    if args.loss is not None and problem_type != "regression":
+        raise UserError(f"--loss {args.loss} is for regression, but this is {problem_type} data; drop --loss.")
+    if problem_type == "regression":
+        # Flags spelt out rather than built by config.flag: config imports this module.
+        for option, given in (("--class-weights", parse_class_weights(args.class_weights) is not None),
+                              ("--head-init", args.head_init == "label-words"),
+                              ("--threshold-objective", args.threshold_objective != "accuracy")):
+            if given:
+                raise UserError(f"{option} is for classification, but this is regression data; drop it.")
+    if problem_type == "multi-label" and args.threshold_objective != "accuracy":
+        raise UserError("--threshold-objective is for single-label models; multi-label runs tune one threshold "
+                        "per label for its F1 on validation. Drop --threshold-objective.")
 
 
 def resolve_problem_type(requested: str, labels: list, separator: str = ",", label_columns=None,

@@ -92,6 +92,14 @@ def base_model(config: dict) -> str | None:
     return HUB_IDS.get(model, model)
 
 
+def describe_base_model(config: dict, code: str = "`") -> str:
+    """The backbone as a reader should see it: the Hub id, with the llmclf alias the user typed beside it, e.g.
+    "`HuggingFaceTB/SmolLM2-135M-Instruct` (llmclf alias `smollm2-135m`)"; ``code=""`` gives plain text (HTML)."""
+    model = config.get("model")
+    alias = f" (llmclf alias {code}{model}{code})" if model in HUB_IDS else ""
+    return f"{code}{base_model(config)}{code}{alias}"
+
+
 def known_dataset(source) -> tuple[str, str] | None:
     """(Hub id, name to cite) of a well-known data set that `source` (a --data value) reads, else None.
 
@@ -212,15 +220,13 @@ def write_model_card(out_dir, *, config: dict, metrics: dict, history: list[dict
     labels = list(data_info.get("label_names") or metrics.get("label_names", []))
     known = known_dataset(data_info.get("train"))
     trained_on = known[1] if known else f"`{data_info.get('train')}`"
-    alias = config.get("model") if config.get("model") in HUB_IDS else None
-    base = f"`{base_model(config)}`" + (f" (llmclf alias `{alias}`)" if alias else "")
     splits = {"validation": metrics} | ({"test": test_metrics} if test_metrics else {})
     scored_on = ("the held-out test data" if test_metrics
                  else "a validation split carved from the training data, not on independent test data")
     lines = [
         front_matter(name, config, data_info, headline, split),
         f"# {name}", "",
-        f"A text classifier fine-tuned from {base} with llmclf by {method(config)}. "
+        f"A text classifier fine-tuned from {describe_base_model(config)} with llmclf by {method(config)}. "
         f"It predicts one of {len(labels)} labels: {', '.join(f'`{n}`' for n in labels)}.", "",
         "## How to use", "",
         *(["```python", "from llmclf.predict import Classifier", "",

@@ -14,8 +14,8 @@ import numbers
 import pathlib
 import re
 
-from llmclf.report import (HISTORY_KEYS, RESULT_KEYS, SPLITS, flatten_config, fmt_config, fmt_number, fmt_percent,
-                           merge_history, method)
+from llmclf.report import (HISTORY_KEYS, RESULT_KEYS, SPLITS, describe_base_model, flatten_config, fmt_config,
+                           fmt_number, fmt_percent, merge_history, method)
 
 REPORT_CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1100px;margin:2rem auto;padding:0 1rem;
@@ -131,7 +131,7 @@ def _page(title: str, sections: list[tuple[str, str, str]]) -> str:
 def _summary(metrics: dict, splits: dict, config: dict, data_info: dict) -> str:
     summary = []
     if config:
-        summary += [["base model", config.get("model")], ["method", method(config)]]
+        summary += [["base model", describe_base_model(config, code="")], ["method", method(config)]]
     for name in SPLITS:
         if data_info.get(name) is not None or data_info.get(f"{name}_size") is not None:
             summary.append([f"{name} data", f"{data_info.get(name) or 'held out from the training data'} "

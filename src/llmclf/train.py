@@ -18,14 +18,14 @@ from pathlib import Path
 from llmclf.analysis import ScoredSplit, lookup_ratings, write_analysis
 from llmclf.artifacts import RUN_CONFIG_FILE, staged, staging_path, write_metrics, write_run_config
 from llmclf.calibration import fit_calibration, save_calibration, scale_head
-from llmclf.config import TrainArgs, check_problem_options, parse_class_weights
+from llmclf.config import TrainArgs
 from llmclf.data import LabelledTexts, encode_labels, load_labelled, make_label_maps, split_train_validation
 from llmclf.errors import UserError
 from llmclf.models import add_lora, load_backbone, quiet_progress, save_classifier
 from llmclf.precision import default_device, resolve_precision
 from llmclf.predict import Classifier
-from llmclf.problem_types import (HF_PROBLEM_TYPES, REGRESSION, SINGLE_LABEL, check_best_metric, is_list,
-                                  resolve_problem_type)
+from llmclf.problem_types import (HF_PROBLEM_TYPES, REGRESSION, SINGLE_LABEL, check_best_metric,
+                                  check_problem_options, is_list, parse_class_weights, resolve_problem_type)
 from llmclf.report import write_model_card
 from llmclf.zeroshot import prepare_head
 

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from llmclf.artifacts import write_calibration, write_metrics
 from llmclf.calibration import Calibration
-from llmclf.config import TrainArgs, parse_class_weights
+from llmclf.config import TrainArgs
 from llmclf.data import LabelledTexts, load_labelled, split_train_validation
 from llmclf.problem_types import (HF_PROBLEM_TYPES, MULTI_LABEL, REGRESSION, label_lists, multi_label_names,
-                                  multi_label_targets, regression_targets)
+                                  multi_label_targets, parse_class_weights, regression_targets)
 from llmclf.regression import Standardiser
 from llmclf.type_eval import TypedSplit, score_split
 

@@ -24,8 +24,8 @@ import numpy as np
 
 from llmclf.analysis import snippet
 from llmclf.problem_types import MULTI_LABEL
-from llmclf.report import (HISTORY_KEYS, _data_section, _md, _plot_link, base_model, flatten_config, fmt_config,
-                           fmt_number, front_matter, merge_history, method, table)
+from llmclf.report import (HISTORY_KEYS, _data_section, _md, _plot_link, describe_base_model, flatten_config,
+                           fmt_config, fmt_number, front_matter, merge_history, method, table)
 
 TOP_ERRORS = 20
 NO_TEMPERATURE = ("not applied: temperature scaling calibrates a softmax over classes; multi-label outputs are "
@@ -123,7 +123,8 @@ def write_typed_report_html(out_dir, analysis: TypedAnalysis, problem_type: str,
     from llmclf.report_html import _figure, _h, _page, html_table
 
     splits, config = analysis.metrics, run.get("config") or {}
-    summary = [["problem type", problem_type], ["base model", config.get("model")], ["method", method(config)]]
+    summary = [["problem type", problem_type], ["base model", describe_base_model(config, code="")],
+               ["method", method(config)]]
     summary += [[k.replace("_", " "), fmt_config([f"{a} {fmt_config(b)}" for a, b in v.items()] if isinstance(v, dict)
                                                  else v)] for k, v in (run.get("training") or {}).items()]
     sections = [("summary", "Summary", html_table(["What", "Value"], summary)),
@@ -212,7 +213,8 @@ def write_typed_card(out_dir, run: dict, results: dict, analysis: TypedAnalysis,
         skipped.insert(0, f"- Temperature scaling: {NO_TEMPERATURE} (recorded temperature 1.0).")
     lines = [
         front_matter(name, config, data_info, headline, "test" if "test" in splits else "validation"),
-        f"# {name}", "", f"A text model fine-tuned from `{base_model(config)}` with llmclf by {method(config)}. {what}",
+        f"# {name}", "",
+        f"A text model fine-tuned from {describe_base_model(config)} with llmclf by {method(config)}. {what}",
         "", "## How to use", "", *_usage(problem_type, name, labels),
         "```bash", f'llmclf predict --model {name} "I loved every minute of it."', "```", "",
         "To train it again: `llmclf train --config llmclf_config.yaml` (the settings below, saved with the model).", "",
