@@ -126,19 +126,19 @@ def check_problem_options(args: TrainArgs, problem_type: str) -> None:
     """Settings that belong to one problem type, checked once the type is known (given, or found in the data)."""
     if problem_type == "auto":
         return
-    if args.interval is not None and problem_type != "regression":
+    if args.interval is not None and problem_type != REGRESSION:
         raise UserError(f"--interval gives prediction intervals for regression, but this is {problem_type} "
                         "data; drop --interval (or pass --problem-type regression for numeric targets).")
-    if args.loss is not None and problem_type != "regression":
+    if args.loss is not None and problem_type != REGRESSION:
         raise UserError(f"--loss {args.loss} is for regression, but this is {problem_type} data; drop --loss.")
-    if problem_type == "regression":
+    if problem_type == REGRESSION:
         # Flags spelt out rather than built by config.flag: config imports this module.
         for option, given in (("--class-weights", parse_class_weights(args.class_weights) is not None),
                               ("--head-init", args.head_init == "label-words"),
                               ("--threshold-objective", args.threshold_objective != "accuracy")):
             if given:
                 raise UserError(f"{option} is for classification, but this is regression data; drop it.")
-    if problem_type == "multi-label" and args.threshold_objective != "accuracy":
+    if problem_type == MULTI_LABEL and args.threshold_objective != "accuracy":
         raise UserError("--threshold-objective is for single-label models; multi-label runs tune one threshold "
                         "per label for its F1 on validation. Drop --threshold-objective.")
 
