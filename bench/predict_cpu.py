@@ -3,8 +3,8 @@ llmclf's CPU path, in one run, on real IMDb reviews from the validation split (8
 
     python bench/predict_cpu.py --n 1000
 
-Both read the same reviews truncated the same way (the first 512 tokens), so speed and accuracy compare like
-with like. Prints a table and writes bench/results/predict_cpu-<date>.json (device, versions, and rows with
+Both read the same token ids (the model's prompt template kept whole around the review's first tokens, 512 in
+all), so speed and accuracy compare like with like. Prints a table and writes bench/results/predict_cpu-<date>.json (device, versions, and rows with
 baseline and llmclf figures, so every ratio can be recomputed).
 """
 
@@ -25,16 +25,15 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
-def baseline_probs(model_dir: str, texts: list[str], max_length: int) -> np.ndarray:
-    """Plain transformers, fp32, one review at a time, truncated to max_length: what a user writes first."""
+def baseline_probs(model_dir: str, windows: list[list[int]]) -> np.ndarray:
+    """Plain transformers, fp32, one review at a time: what a user writes first, on the same token ids."""
     from llmclf.models import load_classifier
 
-    model, tokenizer = load_classifier(model_dir)  # the adapter merged into a float32 LlamaForSequenceClassification
+    model, _ = load_classifier(model_dir)  # the adapter merged into a float32 LlamaForSequenceClassification
     rows = []
     with torch.inference_mode():
-        for text in texts:
-            batch = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt")
-            rows.append(torch.softmax(model(**batch).logits.float(), -1)[0].numpy())
+        for ids in windows:
+            rows.append(torch.softmax(model(input_ids=torch.tensor([ids])).logits.float(), -1)[0].numpy())
     return np.stack(rows)
 
 
@@ -46,12 +45,16 @@ def main() -> None:
     args = parser.parse_args()
 
     from llmclf.predict import Classifier
+    from llmclf.prompts import training_windows
 
     texts, labels = imdb_validation(args.n)
     labels = np.asarray(labels)
-    tokenizer = Classifier.from_pretrained(args.model, precision="fp32").tokenizer
-    tokens = sum(min(len(ids), args.max_length) for ids in tokenizer(texts)["input_ids"])
-    base, base_s = timed(lambda: baseline_probs(args.model, texts, args.max_length))
+    reference = Classifier.from_pretrained(args.model, precision="fp32", max_length=args.max_length, truncation="head")
+    # The windows llmclf reads (the model's prompt template kept whole, the review cut to fit max_length): the
+    # baseline is fed the very same ids, so only the way they are run differs.
+    windows = training_windows(texts, reference.tokenizer, args.max_length, "head", reference.prompt)
+    tokens = sum(len(ids) for ids in windows)
+    base, base_s = timed(lambda: baseline_probs(args.model, windows))
     base_acc = float((base.argmax(1) == labels).mean())
     variants = {
         "llmclf default (precision auto = bf16 here, length-sorted batch 16)": dict(batch_size=16),
@@ -82,7 +85,8 @@ def main() -> None:
         "bench": "predict_cpu", **machine(),
         "model": args.model, "reviews": len(texts), "tokens": tokens, "max_length": args.max_length,
         "data": "IMDb train.parquet, validation split 80/20 seed 42, first N reviews",
-        "baseline": "plain transformers AutoModelForSequenceClassification fp32, batch size 1, first 512 tokens",
+        "baseline": "plain transformers AutoModelForSequenceClassification fp32, batch size 1, on llmclf's own "
+                    "windows (template kept whole, the review's head cut to max_length)",
         "rows": rows,
     })
 

@@ -89,7 +89,7 @@ def run(config: dict, model_name: str, ids: list[list[int]], pad_id: int, args, 
     if args.profile:  # after the timing, on the first batches again: the profiler's overhead is not timed
         result["profile"] = profiled(lambda: [train_step(batches[i % len(batches)]) for i in range(3)], device)
         result["profile"]["steps"] = 3
-    del model, optimizer
+    model = optimizer = None  # free them before the next variant loads (train_step still holds the cells)
     if device == "cuda":
         torch.cuda.empty_cache()
     return result

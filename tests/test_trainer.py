@@ -1,0 +1,91 @@
+"""The Trainer llmclf runs (llmclf.trainer): evaluation batches sorted by length, predictions in dataset order."""
+
+import numpy as np
+import pytest
+import torch
+
+from llmclf.models import tiny_random_llama
+from llmclf.trainer import longest_first, trainer_class
+
+LABELS = {0: "neg", 1: "pos"}
+LENGTHS = (5, 40, 17, 2, 33, 9, 40, 21, 3, 12, 28)  # two of the longest: ties keep dataset order
+
+
+def rows_of_lengths(lengths):
+    generator = torch.Generator().manual_seed(0)
+    return [{"input_ids": torch.randint(5, 250, (n,), generator=generator).tolist(), "attention_mask": [1] * n,
+             "labels": i % 2} for i, n in enumerate(lengths)]
+
+
+class RecordingCollator:
+    """The collator training uses, recording the padded width and the label order of every batch it builds."""
+
+    def __init__(self, inner):
+        self.inner, self.widths, self.labels = inner, [], []
+
+    def __call__(self, features):
+        batch = self.inner(features)
+        self.widths.append(int(batch["input_ids"].shape[1]))
+        self.labels.extend(int(x) for x in batch["labels"])
+        return batch
+
+
+def trainer_over(rows, packing, tmp_path, group_by_length=True):
+    from transformers import DataCollatorWithPadding, TrainingArguments
+
+    from llmclf.packing import PackedCollator
+
+    model, tokenizer = tiny_random_llama(LABELS, seed=5)
+    inner = (PackedCollator(tokenizer.pad_token_id, 64, 1) if packing
+             else DataCollatorWithPadding(tokenizer))
+    collator = RecordingCollator(inner)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], per_device_eval_batch_size=3,
+                             remove_unused_columns=not packing,
+                             train_sampling_strategy="group_by_length" if group_by_length else "random")
+    trainer = trainer_class(packing=packing)(model=model, args=args, data_collator=collator, eval_dataset=rows)
+    return trainer, model, collator
+
+
+def test_longest_first_is_a_stable_descending_sort_and_needs_input_ids():
+    order = longest_first(rows_of_lengths(LENGTHS))
+    assert order.tolist() == [1, 6, 4, 10, 7, 2, 9, 5, 0, 8, 3]
+    assert longest_first([{"text": "no ids"}]) is None
+
+
+@pytest.mark.parametrize("packing", [False, True])
+@pytest.mark.parametrize("group_by_length", [True, False])
+def test_evaluation_runs_longest_first_and_predict_answers_in_dataset_order(packing, group_by_length, tmp_path):
+    rows = rows_of_lengths(LENGTHS)
+    trainer, model, collator = trainer_over(rows, packing, tmp_path, group_by_length)
+    output = trainer.predict(rows)
+
+    # each batch holds the next 3 texts by length (longest first), so it is padded only to its own longest
+    expected_order = longest_first(rows)
+    assert collator.labels == [rows[i]["labels"] for i in expected_order]
+    if not packing:
+        sorted_lengths = [LENGTHS[i] for i in expected_order]
+        assert collator.widths == [sorted_lengths[k] for k in range(0, len(rows), 3)]
+
+    # ... and predict hands every prediction back beside its own text and label
+    assert output.label_ids.tolist() == [r["labels"] for r in rows]
+    model.eval()
+    with torch.no_grad():
+        alone = np.stack([model(input_ids=torch.tensor([r["input_ids"]])).logits[0].float().numpy() for r in rows])
+    assert np.allclose(output.predictions, alone, atol=1e-4)
+
+
+def test_evaluate_metrics_do_not_depend_on_the_order(tmp_path):
+    from llmclf.trainer import trainer_metrics
+
+    rows = rows_of_lengths(LENGTHS)
+    trainer, model, _ = trainer_over(rows, False, tmp_path)
+    trainer.compute_metrics = trainer_metrics(LABELS)
+    evaluated = trainer.evaluate()
+    model.eval()
+    with torch.no_grad():
+        logits = np.stack([model(input_ids=torch.tensor([r["input_ids"]])).logits[0].numpy() for r in rows])
+    from transformers import EvalPrediction
+
+    direct = trainer_metrics(LABELS)(EvalPrediction(predictions=logits, label_ids=np.array([r["labels"] for r in rows])))
+    assert evaluated["eval_accuracy"] == pytest.approx(direct["accuracy"])
+    assert evaluated["eval_roc_auc"] == pytest.approx(direct["roc_auc"], abs=1e-6)
