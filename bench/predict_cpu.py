@@ -4,8 +4,9 @@ llmclf's CPU path, in one run, on real IMDb reviews from the validation split (8
     python bench/predict_cpu.py --n 1000
 
 Both read the same token ids (the model's prompt template kept whole around the review's first tokens, 512 in
-all), so speed and accuracy compare like with like. Prints a table and writes bench/results/predict_cpu-<date>.json (device, versions, and rows with
-baseline and llmclf figures, so every ratio can be recomputed).
+all), so speed and accuracy compare like with like. Prints a table and writes
+bench/results/predict_cpu-<date>.json (device, versions, and rows with baseline and llmclf figures, so every
+ratio can be recomputed).
 """
 
 from __future__ import annotations

@@ -146,7 +146,7 @@ def trainer_class(packing: bool = False, class_weights: list[float] | None = Non
             order = self._eval_order(test_dataset)
             if order is None:
                 return output
-            back = np.argsort(order)  # position in the sorted run -> dataset position
+            back = np.argsort(order)  # for each dataset index, its position in the sorted run
             return output._replace(predictions=reorder(output.predictions, back),
                                    label_ids=reorder(output.label_ids, back))
 
