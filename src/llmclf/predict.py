@@ -32,8 +32,17 @@ def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     >>> length_batches([5, 1, 9, 3], 2)
     [[2, 0], [3, 1]]
     """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    order = longest_first_order(lengths)
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def longest_first_order(lengths: list[int]) -> list[int]:
+    """Indices by descending length, ties in their given order (prediction's batches and training's evaluation).
+
+    >>> longest_first_order([5, 1, 9, 5])
+    [2, 0, 3, 1]
+    """
+    return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
 
 def quantize_int8(model, device):

@@ -207,11 +207,13 @@ def longest_first(dataset) -> np.ndarray | None:
     >>> longest_first([{"input_ids": [1]}, {"input_ids": [1, 2, 3]}, {"input_ids": [1, 2]}, {"input_ids": [4]}]).tolist()
     [1, 2, 0, 3]
     """
+    from llmclf.predict import longest_first_order
+
     try:
-        lengths = np.array([len(dataset[i]["input_ids"]) for i in range(len(dataset))])
+        lengths = [len(dataset[i]["input_ids"]) for i in range(len(dataset))]
     except (KeyError, TypeError, IndexError):
         return None
-    return np.argsort(-lengths, kind="stable")
+    return np.asarray(longest_first_order(lengths), dtype=int)
 
 
 def reorder(values, back: np.ndarray):
