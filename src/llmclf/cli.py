@@ -131,6 +131,27 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zero_shot(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from llmclf.predict import Classifier
+    from llmclf.zeroshot import is_classifier, save_zero_shot, saved_zero_shot
+
+    if not ns.labels:
+        raise UserError("--labels: give the label names separated by commas, e.g. --labels negative,positive.")
+    if saved_zero_shot(ns.model) is not None or is_classifier(ns.model):
+        raise UserError(f"--model {ns.model} is a classifier already; give a backbone (an alias such as "
+                        "smollm2-135m, a hub id, a .gguf file or a causal LM directory).")
+    if Path(ns.output).expanduser().exists() and not ns.overwrite:  # before the backbone loads
+        raise UserError(f"--output {ns.output} exists; pass --overwrite to replace it, or choose another --output.")
+    classifier = Classifier.from_pretrained(ns.model, **classifier_options(ns))
+    output = save_zero_shot(classifier, ns.output, overwrite=ns.overwrite)
+    bias = ", ".join(f"{name} {value:+.3f}" for name, value in zip(classifier.labels, classifier.label_bias))
+    print(f"saved a zero-shot classifier over {ns.model} to {output} (contextual calibration bias: {bias})\n"
+          f"use it: llmclf predict --model {output} \"some text\"", file=sys.stderr)
+    return 0
+
+
 def answer_line(record: dict, with_review: bool) -> str:
     """The tab-separated answer printed before a text: label and score (single-label); the chosen labels,
     comma-separated and empty when none, and the top probability (multi-label); value [low high] (regression)."""
@@ -311,6 +332,16 @@ def add_predict_command(sub) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+def add_zero_shot_command(sub) -> None:
+    p = sub.add_parser("zero-shot", help="save a zero-shot classifier (a backbone and label names, no training)",
+                       description="Build a zero-shot classifier (a label-word head with contextual calibration over "
+                       "a backbone) and save it as a directory that predict, evaluate, check and serve load as --model.")
+    add_inference_flags(p, model_default="smollm2-135m")
+    p.add_argument("--output", required=True, help="the directory to write (a few hundred bytes: settings and bias)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    p.set_defaults(func=cmd_zero_shot)
+
+
 def add_check_command(sub) -> None:
     p = sub.add_parser("check", help="run the behaviour checks (negation, sarcasm, typos...) on a sentiment model",
                        description="CheckList-style behaviour checks for a sentiment classifier: pass rate per check; "
@@ -356,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_command(sub)
     add_evaluate_command(sub)
     add_predict_command(sub)
+    add_zero_shot_command(sub)
     add_check_command(sub)
     add_demo_command(sub)
     add_serve_command(sub)

@@ -113,6 +113,9 @@ class Classifier:
         # Special tokens the tokenizer adds (Llama 3: BOS; SmolLM2: none) and the prompt template's start and
         # end, kept whole in every window (llmclf.prompts).
         self.prompt_template = prompt_template
+        # Set by llmclf.zeroshot on an untrained label-word classifier: its backbone and label words, which
+        # save_zero_shot writes (the weights are not saved: they are the backbone's own).
+        self.zero_shot: dict | None = None
         self.prompt = PromptEncoding.build(tokenizer, prompt_template, self.labels)
         self.prompt.room(max_length)
         self._prefix = self.prompt.prefix
@@ -125,16 +128,22 @@ class Classifier:
         runs with the max_length, truncation and prompt template it was trained with unless told otherwise.
 
         With `labels` (and optionally `label_words`, `prompt_template`), `path` may also name a plain causal LM
-        (an alias, hub id, .gguf file or directory): a zero-shot classifier, see llmclf.zeroshot."""
-        from llmclf.zeroshot import check_labels, is_classifier, zero_shot_classifier
+        (an alias, hub id, .gguf file or directory): a zero-shot classifier, see llmclf.zeroshot; a directory
+        written by `llmclf zero-shot` (llmclf.zeroshot.save_zero_shot) loads that classifier again."""
+        from llmclf.zeroshot import check_labels, is_classifier, load_zero_shot, saved_zero_shot, zero_shot_classifier
 
         labels, label_words = kwargs.pop("labels", None), kwargs.pop("label_words", None)
+        zero_shot = saved_zero_shot(path)
+        if zero_shot is not None:
+            return load_zero_shot(cls, path, zero_shot, labels, label_words, trust_remote_code=trust_remote_code,
+                                  allow_pickle=allow_pickle, **kwargs)
         if labels is not None and not is_classifier(path):
             return zero_shot_classifier(cls, path, labels, label_words=label_words, trust_remote_code=trust_remote_code,
                                         allow_pickle=allow_pickle, **kwargs)
         model, tokenizer = load_classifier(path, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         run = read_run_config(path)
-        check_labels(path, model, labels, run, kwargs.get("prompt_template"))
+        check_labels(path, [model.config.id2label[i] for i in sorted(model.config.id2label)], labels, run,
+                     kwargs.get("prompt_template"))
         kwargs.setdefault("max_length", run.get("max_length", 512))  # as trained
         if kwargs.get("truncation") is None:
             kwargs["truncation"] = run.get("truncation") or DEFAULT_TRUNCATION

@@ -1,6 +1,7 @@
 """Label-word heads and zero-shot classification.
 
     llmclf predict --model smollm2-135m --labels negative,positive "A dull, lifeless film."
+    llmclf zero-shot --model smollm2-135m --labels negative,positive --output models/sentiment-zs
     llmclf train --data reviews.csv --prompt-template chat --head-init label-words --output runs/reviews
 
 A label-word head starts each row of the classification head as the backbone's output-embedding row of its
@@ -18,6 +19,9 @@ frequency, the template's pull). Contextual calibration (Zhao et al. 2021, "Cali
 that pull on content-free inputs ("N/A", "", "[MASK]") through the same template and removes it: with p_cf the
 mean probabilities on those inputs, each label's logit gets the bias -log p_cf (centred), which `Classifier`
 adds before temperature and threshold (saved as `label_bias` in the model config's "llmclf" record).
+
+Saved. `llmclf zero-shot --output DIR` (save_zero_shot) writes the classifier's recipe and its measured bias, a
+few hundred bytes; `--model DIR` then loads it in predict, evaluate, check and serve as a trained model loads.
 """
 
 from __future__ import annotations
@@ -68,17 +72,19 @@ def is_classifier(path: str) -> bool:
     return any(a.endswith("ForSequenceClassification") for a in architectures)
 
 
-def check_labels(path: str, model, labels, run: dict, prompt_template: str | None) -> None:
-    """A fine-tuned classifier keeps its own labels and template: asking for others is a UserError."""
+def check_labels(path: str, have: list[str], labels, run: dict, prompt_template: str | None,
+                 zero_shot: bool = False) -> None:
+    """A fine-tuned classifier (or a saved zero-shot one) keeps its own labels and template: asking for others
+    is a UserError. `have`: its labels, in id order."""
+    what, made = ("a saved zero-shot classifier", "saved") if zero_shot else ("a fine-tuned classifier", "trained")
     if labels is not None:
         wanted = parse_labels(labels)
-        have = [model.config.id2label[i] for i in sorted(model.config.id2label)]
-        if wanted != have:
-            raise UserError(f"--labels {','.join(wanted)}: {path} is a fine-tuned classifier with labels "
+        if wanted != list(have):
+            raise UserError(f"--labels {','.join(wanted)}: {path} is {what} with labels "
                             f"{','.join(have)}; drop --labels, or pass a backbone (e.g. --model smollm2-135m) "
                             "for zero-shot labels.")
     if prompt_template is not None and prompt_template != run.get("prompt_template"):
-        raise UserError(f"--prompt-template: {path} was trained with prompt template "
+        raise UserError(f"--prompt-template: {path} was {made} with prompt template "
                         f"{run.get('prompt_template')!r}, which it always uses; drop --prompt-template.")
 
 
@@ -186,7 +192,77 @@ def zero_shot_classifier(cls, backbone: str, labels, label_words=None, trust_rem
         classifier.label_bias = contextual_bias(classifier)
         classifier.model.config.llmclf = {**(getattr(classifier.model.config, "llmclf", None) or {}),
                                           "label_bias": classifier.label_bias.tolist()}
+    classifier.zero_shot = {"model": backbone_reference(backbone), "label_words": words}
     return classifier
+
+
+def backbone_reference(backbone: str) -> str:
+    """How a saved zero-shot classifier names its backbone: an alias or hub id as given, a local path made
+    absolute (so the directory loads from anywhere)."""
+    from pathlib import Path
+
+    path = Path(backbone).expanduser()
+    return str(path.resolve()) if path.exists() else backbone
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A zero-shot classifier saved as a directory: its recipe and its calibration, not its weights.
+
+ZERO_SHOT_KEY = "zero_shot"  # true in the llmclf_config.yaml of a directory written by save_zero_shot
+
+
+def save_zero_shot(classifier, output, overwrite: bool = False):
+    """Write `classifier` (from zero_shot_classifier) to the directory `output`, which every entry point then
+    loads as it loads a trained model (`--model DIR`, `Classifier.from_pretrained(DIR)`): llmclf_config.yaml
+    holds the backbone, labels, label words, prompt template, max_length and truncation, calibration.json the
+    contextual-calibration bias measured now. No weights: the head is rebuilt from the backbone's rows of the
+    label words at load time, exactly, so the directory is a few hundred bytes and loads the backbone by name
+    (as a LoRA adapter does). Written in a staging directory and moved into place: nothing half-written."""
+    from pathlib import Path
+
+    from llmclf.artifacts import staged, write_calibration, write_run_config
+
+    spec = getattr(classifier, "zero_shot", None)
+    if spec is None:
+        raise UserError("only a zero-shot classifier is saved this way (a backbone with labels, e.g. --model "
+                        "smollm2-135m --labels negative,positive); a trained model's directory already holds it.")
+    target = Path(output).expanduser()
+    if target.exists() and not overwrite:
+        raise UserError(f"--output {output} exists; pass --overwrite to replace it, or choose another --output.")
+    settings = {ZERO_SHOT_KEY: True, "model": spec["model"], "label_names": classifier.labels,
+                "label_words": spec["label_words"], "prompt_template": classifier.prompt_template,
+                "max_length": classifier.max_length, "truncation": classifier.truncation, "head_init": "label-words"}
+    with staged(target) as stage:
+        write_run_config(stage, settings)
+        if classifier.label_bias is not None:
+            write_calibration(stage, {"label_bias": [float(x) for x in classifier.label_bias]})
+    return target
+
+
+def saved_zero_shot(path) -> dict | None:
+    """The settings of a directory written by save_zero_shot, else None."""
+    from llmclf.artifacts import SHIPPED_MODELS, model_dir, read_run_config
+
+    if str(path) in SHIPPED_MODELS or not model_dir(path).is_dir():
+        return None
+    run = read_run_config(path)
+    return run if isinstance(run, dict) and run.get(ZERO_SHOT_KEY) else None
+
+
+def load_zero_shot(cls, path, run: dict, labels=None, label_words=None, **options):
+    """The classifier a save_zero_shot directory describes, with the bias it saved (not measured again)."""
+    from llmclf.artifacts import read_calibration
+
+    check_labels(str(path), run["label_names"], labels, run, options.pop("prompt_template", None), zero_shot=True)
+    if label_words is not None and parse_labels(label_words, "--label-words") != run["label_words"]:
+        raise UserError(f"--label-words: {path} is a saved zero-shot classifier with label words "
+                        f"{','.join(run['label_words'])}; drop --label-words.")
+    options.setdefault("max_length", run.get("max_length", 512))
+    if options.get("truncation") is None:
+        options["truncation"] = run.get("truncation")
+    bias = read_calibration(path).get("label_bias")
+    return zero_shot_classifier(cls, run["model"], run["label_names"], label_words=run["label_words"],
+                                prompt_template=run["prompt_template"], calibrate=False, label_bias=bias, **options)
 
 
 def auto_head_init(args, model, tokenizer, tail: str) -> str:
