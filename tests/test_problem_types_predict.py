@@ -181,6 +181,25 @@ def test_multi_label_file_scoring(multi, tmp_path, suffix):
     assert any(len(labels) > 1 for labels in expected) and not list(tmp_path.glob(".*partial"))
 
 
+def test_csv_cells_join_labels_with_the_models_own_separator(multi_dir, tmp_path):
+    """A model trained on "a|b" cells writes "a|b" cells: the scored CSV reads back with the same setting."""
+    import shutil
+
+    import yaml
+
+    piped = tmp_path / "piped"
+    shutil.copytree(multi_dir, piped)
+    run = yaml.safe_load((piped / "llmclf_config.yaml").read_text())
+    (piped / "llmclf_config.yaml").write_text(yaml.safe_dump({**run, "label_separator": "|"}))
+    classifier = Classifier.from_pretrained(str(piped), batch_size=2)
+    assert classifier.label_separator == "|" and Classifier.from_pretrained(str(multi_dir)).label_separator == ","
+    write_table(frame := input_frame(), source := tmp_path / "in.csv")
+    score_file(classifier, str(source), str(target := tmp_path / "out.csv"), progress=False)
+    expected = classifier.predict(frame["text"].tolist())
+    assert any(len(labels) > 1 for labels in expected)
+    assert read_table(target)["labels"].tolist() == ["|".join(labels) for labels in expected]
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
 def test_regression_file_scoring(regression, regression_model_dir, tmp_path, suffix):
     frame = input_frame()

@@ -23,8 +23,14 @@ TEXTS = ["a wonderful action film", "a dull drama", "funny comedy lol", "the war
 
 @pytest.fixture(scope="module")
 def typed_dirs(tmp_path_factory):
+    import yaml
+
     root = tmp_path_factory.mktemp("typed-serve")
-    return {"multi": multi_label_dir(root), "regression": regression_dir(root)}
+    multi = multi_label_dir(root)
+    # As if trained on "a|b" label cells: /v1/score-csv joins the chosen labels the same way.
+    run = yaml.safe_load((multi / "llmclf_config.yaml").read_text())
+    (multi / "llmclf_config.yaml").write_text(yaml.safe_dump({**run, "label_separator": "|"}))
+    return {"multi": multi, "regression": regression_dir(root)}
 
 
 def serve(model_dir, **options):
@@ -93,7 +99,8 @@ def test_multi_label_model_info_and_csv(multi_server, multi):
     assert response.status_code == 200, response.text
     scored = pd.read_csv(StringIO(response.text), dtype=str, keep_default_na=False)
     assert list(scored.columns) == ["id", "text", "labels", "prob_action", "prob_comedy", "prob_drama"]
-    assert scored["labels"].tolist() == [",".join(labels) for labels in multi.predict(TEXTS[:3])]
+    chosen = multi.predict(TEXTS[:3])
+    assert scored["labels"].tolist() == ["|".join(labels) for labels in chosen] and any(len(c) > 1 for c in chosen)
     clash = pd.DataFrame({"text": ["a"], "labels": ["x"]}).to_csv(index=False)
     refused = multi_server.post("/v1/score-csv", content=clash.encode(), headers={"content-type": "text/csv"})
     assert refused.status_code == 422 and "labels" in refused.json()["error"]["message"]

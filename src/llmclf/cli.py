@@ -202,13 +202,13 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 
 
 def add_inference_flags(parser: argparse.ArgumentParser, model_default: str | None = DEFAULT_CLASSIFIER,
-                        batch_size: bool = True) -> None:
+                        batch_size: bool = True,
+                        model_help: str = "a directory written by llmclf train, or a shipped model") -> None:
     """The flags of every command that loads a trained classifier (read back by classifier_options)."""
     if model_default is None:
-        parser.add_argument("--model", required=True, help="a directory written by llmclf train, or a shipped model")
+        parser.add_argument("--model", required=True, help=model_help)
     else:
-        parser.add_argument("--model", default=model_default,
-                            help=f"a directory written by llmclf train, or a shipped model (default: {model_default})")
+        parser.add_argument("--model", default=model_default, help=f"{model_help} (default: {model_default})")
     if batch_size:
         # The same name as training's batch for texts scored at a time (TrainArgs.eval_batch_size); --batch-size
         # is training's batch in `train`, so here it stays only as an old spelling.
@@ -336,7 +336,8 @@ def add_zero_shot_command(sub) -> None:
     p = sub.add_parser("zero-shot", help="save a zero-shot classifier (a backbone and label names, no training)",
                        description="Build a zero-shot classifier (a label-word head with contextual calibration over "
                        "a backbone) and save it as a directory that predict, evaluate, check and serve load as --model.")
-    add_inference_flags(p, model_default="smollm2-135m")
+    add_inference_flags(p, model_default="smollm2-135m", batch_size=False,
+                        model_help="the backbone: an alias, a hub id, a .gguf file or a causal LM directory")
     p.add_argument("--output", required=True, help="the directory to write (a few hundred bytes: settings and bias)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     p.set_defaults(func=cmd_zero_shot)

@@ -116,6 +116,9 @@ class Classifier:
         # Set by llmclf.zeroshot on an untrained label-word classifier: its backbone and label words, which
         # save_zero_shot writes (the weights are not saved: they are the backbone's own).
         self.zero_shot: dict | None = None
+        # How a multi-label model's chosen labels are joined in one CSV cell: the separator its training data
+        # used (llmclf_config.yaml's label_separator, set by from_pretrained), so the output reads back as input.
+        self.label_separator = ","
         self.prompt = PromptEncoding.build(tokenizer, prompt_template, self.labels)
         self.prompt.room(max_length)
         self._prefix = self.prompt.prefix
@@ -153,6 +156,7 @@ class Classifier:
         if saved and not getattr(model.config, "llmclf", None):
             model.config.llmclf = saved
         classifier = cls(model, tokenizer, **kwargs)
+        classifier.label_separator = run.get("label_separator") or ","
         if classifier.bf16:  # weights this loader owns: stored in bf16, half the memory and no per-call casts
             import torch
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-from llmclf.artifacts import staged
+from llmclf.artifacts import read_run_config, staged
 from llmclf.errors import UserError
 
 INPUT_SUFFIXES = (".parquet", ".csv")
@@ -105,13 +105,14 @@ def predict_ray(model: str, input_pattern: str, output: str, text_column: str = 
 
     file_format = files[0].suffix.lower().lstrip(".")
     writers: dict[str, TableWriter] = {}
+    separator = (read_run_config(model) or {}).get("label_separator") or ","  # as Classifier.label_separator
     rows = 0
     with staged(target) as stage:
         for batch in scored.iter_batches(batch_format="pandas", batch_size=None):
             for source, part in batch.groupby("__source", sort=False):
                 name = Path(source).name
                 if name not in writers:
-                    writers[name] = TableWriter(stage / name, file_format)
+                    writers[name] = TableWriter(stage / name, file_format, separator=separator)
                 writers[name].write(_plain_lists(part.drop(columns="__source")))
                 rows += len(part)
         for writer in writers.values():

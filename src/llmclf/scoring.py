@@ -55,28 +55,30 @@ def count_rows(path: Path) -> int | None:
     return None
 
 
-# A multi-label model's chosen labels: a list in JSONL and Parquet, one "a,b" cell in CSV.
+# A multi-label model's chosen labels: a list in JSONL and Parquet, one "a,b" cell in CSV (joined by the
+# model's label_separator, "," unless its training data used another).
 LIST_COLUMNS = ("labels",)
 
 
-def join_lists(frame, columns: tuple[str, ...]):
-    """`columns` with list cells (Python lists, or NumPy arrays after a trip through Arrow) joined by ","."""
+def join_lists(frame, columns: tuple[str, ...], separator: str = ","):
+    """`columns` with list cells (Python lists, or NumPy arrays after a trip through Arrow) joined by `separator`."""
     present = [c for c in columns if c in frame.columns]
     if not present:
         return frame
     frame = frame.copy()
     for column in present:
-        frame[column] = frame[column].map(lambda v: ",".join(map(str, v)) if isinstance(v, (list, tuple, np.ndarray))
-                                          else v)
+        frame[column] = frame[column].map(
+            lambda v: separator.join(map(str, v)) if isinstance(v, (list, tuple, np.ndarray)) else v)
     return frame
 
 
 class TableWriter:
     """Appends scored chunks to a CSV, JSONL or Parquet file."""
 
-    def __init__(self, path: Path, file_format: str, list_columns: tuple[str, ...] = LIST_COLUMNS):
+    def __init__(self, path: Path, file_format: str, list_columns: tuple[str, ...] = LIST_COLUMNS,
+                 separator: str = ","):
         self.path, self.file_format, self._parquet, self._started = path, file_format, None, False
-        self.list_columns = list_columns
+        self.list_columns, self.separator = list_columns, separator
 
     def write(self, frame) -> None:
         if self.file_format == "parquet":
@@ -88,7 +90,7 @@ class TableWriter:
                 self._parquet = pq.ParquetWriter(self.path, table.schema)
             self._parquet.write_table(table.cast(self._parquet.schema))
         elif self.file_format == "csv":
-            frame = join_lists(frame, self.list_columns)
+            frame = join_lists(frame, self.list_columns, self.separator)
             frame.to_csv(self.path, mode="a" if self._started else "w", header=not self._started, index=False)
         else:
             with open(self.path, "a" if self._started else "w", encoding="utf-8") as f:
@@ -204,7 +206,8 @@ def _score_chunks(classifier: Classifier, source: Path, partial: Path, manifest:
                 bar = tqdm(total=count_rows(source), unit=" rows", disable=not progress, desc="scoring")
             if index >= done:  # chunks finished by an earlier, killed run are not scored again
                 chunk = partial / f"part-{index:08d}.{output_format}"
-                writer = TableWriter(chunk.with_name(chunk.name + ".tmp"), output_format)
+                writer = TableWriter(chunk.with_name(chunk.name + ".tmp"), output_format,
+                                     separator=getattr(classifier, "label_separator", ","))
                 writer.write(score_frame(classifier, _as_text(frame) if as_text else frame, text_column))
                 writer.close()
                 chunk.with_name(chunk.name + ".tmp").replace(chunk)

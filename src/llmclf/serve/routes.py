@@ -83,7 +83,9 @@ async def score_csv(request: Request, state: State, text_column: str = "text"):
         records += await submit_patiently(state.classify, texts[start : start + args.max_batch_size])
     for name, values in record_columns(records, columns).items():
         frame[name] = values
-    content = await asyncio.to_thread(lambda: join_lists(frame, LIST_COLUMNS).to_csv(index=False).encode("utf-8"))
+    separator = getattr(state.classifier, "label_separator", ",")
+    content = await asyncio.to_thread(
+        lambda: join_lists(frame, LIST_COLUMNS, separator).to_csv(index=False).encode("utf-8"))
     return Response(content, media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": 'attachment; filename="scored.csv"', "X-Rows": str(len(frame))})
 
