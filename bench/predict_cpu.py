@@ -38,13 +38,30 @@ def baseline_probs(model_dir: str, windows: list[list[int]]) -> np.ndarray:
     return np.stack(rows)
 
 
+def variants_for(auto: str, int8: bool) -> dict[str, dict]:
+    """llmclf's default path and, beside it, the other precision (so a CPU without native bf16 shows what
+    emulated bf16 would cost) and, with --int8, dynamic int8 linear layers (`--quantize int8`)."""
+    other = "fp32" if auto == "bf16" else "bf16"
+    variants = {
+        f"llmclf default (precision auto = {auto} here, length-sorted batch 16)": dict(batch_size=16),
+        f"llmclf {auto}, batch 1": dict(batch_size=1, precision=auto),
+        f"llmclf {other}, length-sorted batch 16": dict(batch_size=16, precision=other),
+    }
+    if int8:
+        variants["llmclf --quantize int8, length-sorted batch 16"] = dict(batch_size=16, quantize="int8")
+    return variants
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="imdb-sentiment", help="a classifier trained on IMDb (default: shipped)")
     parser.add_argument("--n", type=int, default=1000, help="validation reviews to score")
     parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--int8", action="store_true", help="also run dynamic int8 linear layers (--quantize int8)")
+    parser.add_argument("--tag", help="results file predict_cpu-TAG-<date>.json (keeps another CPU's file of the day)")
     args = parser.parse_args()
 
+    from llmclf.precision import resolve_precision
     from llmclf.predict import Classifier
     from llmclf.prompts import training_windows
 
@@ -57,11 +74,7 @@ def main() -> None:
     tokens = sum(len(ids) for ids in windows)
     base, base_s = timed(lambda: baseline_probs(args.model, windows))
     base_acc = float((base.argmax(1) == labels).mean())
-    variants = {
-        "llmclf default (precision auto = bf16 here, length-sorted batch 16)": dict(batch_size=16),
-        "llmclf bf16, batch 1": dict(batch_size=1, precision="bf16"),
-        "llmclf fp32, length-sorted batch 16": dict(batch_size=16, precision="fp32"),
-    }
+    variants = variants_for(resolve_precision("auto", "cpu"), args.int8)
     rows = []
     print(f"{'variant':<70} {'reviews/s':>9} {'tokens/s':>8} {'speed-up':>8} {'accuracy':>8} {'agree':>6} {'max|dp|':>7}")
     print(f"{'plain transformers fp32, batch 1 (baseline)':<70} {len(texts) / base_s:>9.2f} {tokens / base_s:>8.0f} "
@@ -82,12 +95,13 @@ def main() -> None:
                                    ("largest probability difference from baseline " + name, "probability", 0.0,
                                     max_diff)):
             rows.append({"metric": metric, "unit": unit, "baseline": round(b, 4), "llmclf": round(o, 4)})
-    write_result("predict_cpu", {
+    write_result("predict_cpu" + (f"-{args.tag}" if args.tag else ""), {
         "bench": "predict_cpu", **machine(),
         "model": args.model, "reviews": len(texts), "tokens": tokens, "max_length": args.max_length,
         "data": "IMDb train.parquet, validation split 80/20 seed 42, first N reviews",
         "baseline": "plain transformers AutoModelForSequenceClassification fp32, batch size 1, on llmclf's own "
                     "windows (template kept whole, the review's head cut to max_length)",
+        "cpu_native_bf16": resolve_precision("auto", "cpu") == "bf16",
         "rows": rows,
     })
 

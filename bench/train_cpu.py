@@ -21,7 +21,8 @@ rows to bf16 rounding, which checks that.
 Each variant runs in its own subprocess (`--only ID --json-out FILE`), so peak RSS (ru_maxrss, which only grows)
 and torch.compile state are its own. A row: useful (non-pad) tokens/s over the timed steps, steps/s, the median
 of the per-step rates (steadier on a shared CPU), peak RSS, the first and final losses, load and compile time.
-Writes bench/results/train_cpu-<date>.json (train_cpu-smoke-<date>.json with --smoke).
+Writes bench/results/train_cpu-<date>.json (train_cpu-smoke-<date>.json with --smoke, train_cpu-TAG-<date>.json
+with --tag TAG). The fp32* rows (not in the default set) are what a CPU without native bf16 trains in.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ VARIANTS: dict[str, dict] = {
     "lora-top4": dict(name="LoRA top-4", top_layers=4, cost=0.8),
     "packed": dict(name="LoRA top-{top} packed", layout="packed", cost=1.0),
     "fp32-weights": dict(name="LoRA top-{top} bf16 autocast over fp32 weights", weights="fp32", cost=1.1),
+    # what `llmclf train` runs on a CPU without native bf16 (precision auto = fp32): no bf16 anywhere
+    "fp32": dict(name="LoRA top-{top}, float32 throughout (no autocast)", weights="fp32", autocast=False, cost=1.0),
+    "fp32-top4": dict(name="LoRA top-4, float32 throughout", weights="fp32", autocast=False, top_layers=4, cost=0.8),
+    "fp32-packed": dict(name="LoRA top-{top} packed, float32 throughout", weights="fp32", autocast=False,
+                        layout="packed", cost=1.0),
     "compile": dict(name="LoRA top-{top} + torch.compile (inductor, padded to max_length)", compile=True,
                     layout="max_length", cost=1.1),
     "threads-1": dict(name="LoRA top-{top}, threads=1", threads=1, cost=1.8),
@@ -72,7 +78,9 @@ VARIANTS: dict[str, dict] = {
     "compile-dynamic": dict(name="LoRA top-{top} + torch.compile (inductor, dynamic shapes, padded to 64)",
                             compile=True, dynamic=True, cost=1.0),
 }
-DEFAULT_VARIANTS = [v for v in VARIANTS if v not in ("compile-multiple", "compile-dynamic")]
+# the float32 rows are for CPUs without native bf16 (run them with --variants)
+DEFAULT_VARIANTS = [v for v in VARIANTS if v not in ("compile-multiple", "compile-dynamic")
+                    and not v.startswith("fp32") or v == "fp32-weights"]
 SMOKE_VARIANTS = ["recipe", "full", "packed"]
 SMOKE_TEXTS = [
     ("A wonderful film: the acting is superb and the story moves.", 1),
@@ -422,6 +430,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny model, a few texts, 2 steps, 3 variants")
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
     parser.add_argument("--results-dir", default=str(RESULTS))
+    parser.add_argument("--tag", help="results file train_cpu-TAG-<date>.json (keeps another CPU's file of the day)")
     args = parser.parse_args()
     recipe = read_recipe()
     if args.list:
@@ -472,7 +481,7 @@ def main() -> None:
     cpu = cpu_description()
     info["device"] = (f"{cpu['cpu_model']}, {cpu['cores']} cores, "
                       f"{', '.join(cpu['bf16_flags']) or 'no bf16 units'}" + (", AMX" if cpu["amx"] else ""))
-    name = "train_cpu-smoke" if args.smoke else "train_cpu"
+    name = ("train_cpu-smoke" if args.smoke else "train_cpu") + (f"-{args.tag}" if args.tag else "")
     Path(args.results_dir).mkdir(parents=True, exist_ok=True)
     # The rows so far, after each variant: a run stopped half-way keeps what it measured.
     partial = Path(args.results_dir) / f"{name}-{info['date']}.partial.json"
