@@ -148,6 +148,8 @@ TRAIN_CASES = [
     Case("label-words-with-random-head", [*TRAIN, "--data", "d.csv", "--head-init", "random",
                                           "--label-words", "bad,good"],
          r"--label-words sets the words of a label-word head, but --head-init is random; drop one of them", files=DATA),
+    Case("compile-with-packing", [*TRAIN, "--data", "d.csv", "--torch-compile", "--packing"],
+         r"--torch-compile and --packing: .*drop one of them", files=DATA),
     Case("save-steps-with-best-metric", [*TRAIN, "--data", "d.csv", "--save-steps", "5", "--best-metric", "loss"],
          r"--save-steps checkpoints mid-epoch while --best-metric compares epochs", files=DATA),
     Case("class-weights-count", [*TRAIN, "--data", "d.csv", "--class-weights", "1,2,3"],

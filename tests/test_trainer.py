@@ -89,3 +89,29 @@ def test_evaluate_metrics_do_not_depend_on_the_order(tmp_path):
     direct = trainer_metrics(LABELS)(EvalPrediction(predictions=logits, label_ids=np.array([r["labels"] for r in rows])))
     assert evaluated["eval_accuracy"] == pytest.approx(direct["accuracy"])
     assert evaluated["eval_roc_auc"] == pytest.approx(direct["roc_auc"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_training_with_torch_compile_ends_where_eager_training_ends(tmp_path, sentiment_csv):
+    """--torch-compile changes how the steps run, not what they compute: the same loss and weights up to float
+    error, and the saved model is a plain (uncompiled) one that predict loads."""
+    import json
+
+    from llmclf.cli import main
+    from llmclf.predict import Classifier
+
+    runs = {}
+    for name, flags in (("eager", []), ("compiled", ["--torch-compile"])):
+        out = tmp_path / name
+        assert main(["train", "--data", str(sentiment_csv), "--model", "tiny-random-llama", "--epochs", "1",
+                     "--text-column", "review", "--batch-size", "8", "--learning-rate", "1e-3", "--max-length", "48",
+                     "--group-by-length", "--output", str(out), *flags]) == 0
+        runs[name] = json.loads((out / "metrics.json").read_text())
+    eager, compiled = runs["eager"]["training"], runs["compiled"]["training"]
+    assert np.isclose(compiled["rank_param_checksums"][0], eager["rank_param_checksums"][0], rtol=1e-4)
+    assert np.isclose(compiled["train_loss"], eager["train_loss"], rtol=1e-3)
+    assert runs["compiled"]["validation"]["accuracy"] == runs["eager"]["validation"]["accuracy"]
+    classifier = Classifier.from_pretrained(str(tmp_path / "compiled"))
+    assert not any("_orig_mod" in name for name, _ in classifier.model.named_parameters())
+    assert np.allclose(classifier.predict_proba(["a great film"]),
+                       Classifier.from_pretrained(str(tmp_path / "eager")).predict_proba(["a great film"]), atol=1e-3)

@@ -106,6 +106,11 @@ class TrainArgs:
     """Pack each training batch's texts end to end into rows of at most max_length tokens (no padding inside a
     row), each text pooled at its own last token: compute follows the real tokens. Same logits and loss as
     padded batches (tested); see llmclf/packing.py."""
+    torch_compile: bool = False
+    """Compile the model with torch.compile (inductor) for training and its evaluation: it fuses the elementwise
+    work between matmuls. bench/train_cpu.py on 2-core CPUs, against the shipped recipe: with AMX, 1.50x the useful
+    tokens/s with dynamic shapes (what the Trainer compiles once widths vary) after 306 s of compiling; on an
+    AVX512-BF16 CPU without AMX, 0.85x. Off by default: measure it on your CPU (bench/recipe_runs.py)."""
     group_by_length: bool = False
     """Draw training batches from texts of similar length (less padding; order is still shuffled by seed)."""
     lora: bool = False
@@ -241,6 +246,9 @@ class TrainArgs:
                             "one of them.")
         if self.save_steps is not None and self.best_metric is not None:
             raise UserError("--save-steps checkpoints mid-epoch while --best-metric compares epochs; pass one of them.")
+        if self.torch_compile and self.packing:
+            raise UserError("--torch-compile and --packing: packed batches pool through a hook per batch, which the "
+                            "compiled graph would not see; drop one of them.")
         if self.early_stopping_patience is not None and self.best_metric is None:
             raise UserError("--early-stopping-patience needs --best-metric to know what to watch; pass both.")
 

@@ -53,6 +53,7 @@ def training_arguments(args: TrainArgs, checkpoints: Path, bf16: bool):
         fsdp="full_shard auto_wrap" if args.fsdp else "",  # wraps each decoder layer (model._no_split_modules)
         train_sampling_strategy="group_by_length" if args.group_by_length else "random",
         disable_tqdm=False,
+        torch_compile=args.torch_compile,  # accelerate compiles with dynamic=None: new widths stop recompiling
         remove_unused_columns=not args.packing,  # packed batches carry text_ends, which no forward() names
     )
 

@@ -1,0 +1,78 @@
+"""Accuracy per training time of training settings (issue 13 item 1): `llmclf train --recipe imdb-sentiment`
+(the shipped model's recipe) once per named run, each with its own extra flags and number of training reviews,
+then scored by the run's own validation pass (metrics.json: the model's default truncation, as `predict` runs
+it). Every run's measured time is recorded, so that runs sized for equal time can be checked to be equal.
+
+    python bench/recipe_runs.py --eval 500 --run "top20=1120=" --run "top20-compiled=1120=--torch-compile" \\
+        --run "top4=3360=--lora-layers 4"                                   # ~40 min on 2 AMX cores
+
+Size each run's reviews from bench/train_cpu.py's steps/s on the same machine (batches of 16).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import IMDB, RESULTS, machine, write_result
+
+
+def parse_run(text: str) -> tuple[str, int, list[str]]:
+    """NAME=REVIEWS=FLAGS, e.g. "top4=3360=--lora-layers 4" (FLAGS may be empty)."""
+    parts = text.split("=", 2)
+    if len(parts) != 3 or not parts[0] or not parts[1].isdigit() or int(parts[1]) < 1:
+        raise SystemExit(f"--run: expected NAME=REVIEWS=FLAGS like 'top4=3360=--lora-layers 4', got {text!r}")
+    return parts[0], int(parts[1]), shlex.split(parts[2])
+
+
+def train_command(reviews: int, flags: list[str], n_eval: int, output: Path) -> list[str]:
+    return [sys.executable, "-m", "llmclf", "train", "--data", str(IMDB), "--label-names", "neg,pos",
+            "--recipe", "imdb-sentiment", "--max-train-samples", str(reviews), "--max-eval-samples", str(n_eval),
+            "--save-steps", "100000", *flags, "--output", str(output)]
+
+
+def one_run(name: str, reviews: int, flags: list[str], n_eval: int, workdir: Path) -> dict:
+    output = workdir / name
+    command = train_command(reviews, flags, n_eval, output)
+    row = {"run": name, "flags": flags, "train_reviews": reviews, "steps": -(-reviews // 16),
+           "command": shlex.join(["llmclf", *command[3:]]).replace(str(output), "OUT")}
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    row["command_wall_s"] = round(time.perf_counter() - started, 1)
+    if done.returncode != 0:
+        return {**row, "error": done.stderr.strip().splitlines()[-3:]}
+    metrics = json.loads((output / "metrics.json").read_text())
+    validation = metrics["validation"]
+    return {**row, "n_eval": validation["n"], "accuracy": round(validation["accuracy"], 4),
+            "roc_auc": round(validation["roc_auc"], 4), "ece": round(validation["ece"], 4),
+            # trainer.train's time: the steps (and any compiling) plus the end-of-epoch validation pass
+            "train_seconds": metrics["training"]["train_seconds"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", action="append", required=True, help="NAME=REVIEWS=FLAGS, repeated")
+    parser.add_argument("--eval", type=int, default=500, help="validation reviews scored per run")
+    parser.add_argument("--tag", default=None, help="results file recipe_runs-TAG-<date>.json")
+    parser.add_argument("--results-dir", default=str(RESULTS))
+    args = parser.parse_args()
+    runs = [parse_run(text) for text in args.run]
+    result = {"bench": "recipe_runs", **machine(), "recipe": "imdb-sentiment (src/llmclf/configs)",
+              "data": "shared/data/imdb/train.parquet, 80/20 split seed 42: the first REVIEWS training rows, the "
+                      "first --eval held-out rows", "rows": []}
+    with tempfile.TemporaryDirectory(prefix="recipe-runs-") as workdir:
+        for name, reviews, flags in runs:
+            row = one_run(name, reviews, flags, args.eval, Path(workdir))
+            print(json.dumps(row), flush=True)
+            result["rows"].append(row)
+            # after each run, so that a killed bench keeps the rows it finished
+            write_result(f"recipe_runs-{args.tag}" if args.tag else "recipe_runs", result, args.results_dir)
+
+
+if __name__ == "__main__":
+    main()
