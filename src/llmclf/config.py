@@ -108,9 +108,10 @@ class TrainArgs:
     padded batches (tested); see llmclf/packing.py."""
     torch_compile: bool = False
     """Compile the model with torch.compile (inductor) for training and its evaluation: it fuses the elementwise
-    work between matmuls. bench/train_cpu.py on 2-core CPUs, against the shipped recipe: with AMX, 1.50x the useful
-    tokens/s with dynamic shapes (what the Trainer compiles once widths vary) after 306 s of compiling; on an
-    AVX512-BF16 CPU without AMX, 0.85x. Off by default: measure it on your CPU (bench/recipe_runs.py)."""
+    work between matmuls, after minutes of compiling. On a 2-core CPU with AMX, bench/train_cpu.py's steps ran 1.50x
+    faster with dynamic shapes after 306 s of compiling, yet a whole 70-step run of the shipped recipe took longer
+    (671 s against 542 s, bench/recipe_runs.py): it pays off on long runs only, and on an AVX512-BF16 CPU without
+    AMX it was slower (0.85x). Off by default."""
     group_by_length: bool = False
     """Draw training batches from texts of similar length (less padding; order is still shuffled by seed)."""
     lora: bool = False
