@@ -6,7 +6,8 @@ it). Every run's measured time is recorded, so that runs sized for equal time ca
     python bench/recipe_runs.py --eval 500 --run "top20=1120=" --run "top20-compiled=1120=--torch-compile" \\
         --run "top4=3360=--lora-layers 4"                                   # ~40 min on 2 AMX cores
 
-Size each run's reviews from bench/train_cpu.py's steps/s on the same machine (batches of 16).
+Size each run's reviews from bench/train_cpu.py's steps/s on the same machine (batches of 16). `--keep DIR` keeps
+each run's model (DIR/NAME) for `llmclf check` or shipping; by default they are removed.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def train_command(reviews: int, flags: list[str], n_eval: int, output: Path) -> 
 def one_run(name: str, reviews: int, flags: list[str], n_eval: int, workdir: Path) -> dict:
     output = workdir / name
     command = train_command(reviews, flags, n_eval, output)
-    row = {"run": name, "flags": flags, "train_reviews": reviews, "steps": -(-reviews // 16),
+    row = {"run": name, "flags": flags, "train_reviews": reviews,
            "command": shlex.join(["llmclf", *command[3:]]).replace(str(output), "OUT")}
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
@@ -47,9 +48,11 @@ def one_run(name: str, reviews: int, flags: list[str], n_eval: int, workdir: Pat
     if done.returncode != 0:
         return {**row, "error": done.stderr.strip().splitlines()[-3:]}
     metrics = json.loads((output / "metrics.json").read_text())
+    behaviour = json.loads((output / "behaviour.json").read_text())  # the run's own `llmclf check` of the model
     validation = metrics["validation"]
     return {**row, "n_eval": validation["n"], "accuracy": round(validation["accuracy"], 4),
             "roc_auc": round(validation["roc_auc"], 4), "ece": round(validation["ece"], 4),
+            "steps": metrics["training"]["steps"], "behaviour_passed": f"{behaviour['passed']}/{behaviour['n']}",
             # trainer.train's time: the steps (and any compiling) plus the end-of-epoch validation pass
             "train_seconds": metrics["training"]["train_seconds"]}
 
@@ -60,6 +63,8 @@ def main() -> None:
     parser.add_argument("--eval", type=int, default=500, help="validation reviews scored per run")
     parser.add_argument("--tag", default=None, help="results file recipe_runs-TAG-<date>.json")
     parser.add_argument("--results-dir", default=str(RESULTS))
+    parser.add_argument("--keep", default=None, help="keep each run's model in KEEP/NAME (default: a temporary "
+                                                      "folder, removed at the end)")
     args = parser.parse_args()
     runs = [parse_run(text) for text in args.run]
     result = {"bench": "recipe_runs", **machine(), "recipe": "imdb-sentiment (src/llmclf/configs)",
@@ -67,7 +72,7 @@ def main() -> None:
                       "first --eval held-out rows", "rows": []}
     with tempfile.TemporaryDirectory(prefix="recipe-runs-") as workdir:
         for name, reviews, flags in runs:
-            row = one_run(name, reviews, flags, args.eval, Path(workdir))
+            row = one_run(name, reviews, flags, args.eval, Path(args.keep or workdir))
             print(json.dumps(row), flush=True)
             result["rows"].append(row)
             # after each run, so that a killed bench keeps the rows it finished

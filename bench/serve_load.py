@@ -128,6 +128,13 @@ def run_model(model: Path, modes: dict, args, texts: list[str]) -> list[dict]:
             server.stop()
 
 
+def server_precision(device: str) -> str:
+    """What `llmclf serve --precision auto` (its default, used here) resolves to on this machine."""
+    from llmclf.precision import resolve_precision
+
+    return resolve_precision("auto", device.split(":")[0])
+
+
 def machine(device: str | None) -> dict:
     import torch
 
@@ -177,6 +184,7 @@ def main(argv=None) -> int:
             print(f"{described}:", flush=True)
             rows = run_model(model, modes, args, texts)
         runs.append({"model": described, "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                     "precision": server_precision(args.device),
                      "command": " ".join(["python bench/serve_load.py", *(sys.argv[1:] if argv is None else argv)]),
                      "requests_per_level": args.requests, "rounds": args.rounds, "warmup_per_client": args.warmup,
                      "time_limit_per_level_s": args.time_limit, "modes": modes,

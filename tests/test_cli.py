@@ -176,6 +176,9 @@ def test_best_epoch_and_early_stopping(tmp_path, news_jsonl):
     best = max(row["eval_accuracy"] for row in history)
     assert results["validation"]["accuracy"] == pytest.approx(best)
     assert results["training"]["best_checkpoint"].startswith("checkpoint-")
+    # the optimizer steps taken: whole epochs of batches of 8, up to the epoch early stopping ended on
+    steps_per_epoch = -(-results["training"]["train_examples"] // 8)
+    assert results["training"]["steps"] == round(history[-1]["epoch"]) * steps_per_epoch
 
 
 def test_console_script_runs_in_a_fresh_process(binary_run):

@@ -240,6 +240,7 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
             "train_seconds": round(train_seconds, 2),
             "train_examples": len(splits.train),
             "epochs": args.epochs,
+            "steps": trainer.state.global_step,
             "train_loss": result.training_loss,
             "best_checkpoint": trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).name,
             "world_size": state.num_processes,
