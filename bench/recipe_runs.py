@@ -31,15 +31,16 @@ def parse_run(text: str) -> tuple[str, int, list[str]]:
     return parts[0], int(parts[1]), shlex.split(parts[2])
 
 
-def train_command(reviews: int, flags: list[str], n_eval: int, output: Path) -> list[str]:
-    return [sys.executable, "-m", "llmclf", "train", "--data", str(IMDB), "--label-names", "neg,pos",
+def train_command(data: str, label_names: str, reviews: int, flags: list[str], n_eval: int, output: Path) -> list[str]:
+    return [sys.executable, "-m", "llmclf", "train", "--data", data,
+            *(["--label-names", label_names] if label_names else []),
             "--recipe", "imdb-sentiment", "--max-train-samples", str(reviews), "--max-eval-samples", str(n_eval),
             "--save-steps", "100000", *flags, "--output", str(output)]
 
 
-def one_run(name: str, reviews: int, flags: list[str], n_eval: int, workdir: Path) -> dict:
+def one_run(args, name: str, reviews: int, flags: list[str], workdir: Path) -> dict:
     output = workdir / name
-    command = train_command(reviews, flags, n_eval, output)
+    command = train_command(args.data, args.label_names, reviews, flags, args.eval, output)
     row = {"run": name, "flags": flags, "train_reviews": reviews,
            "command": shlex.join(["llmclf", *command[3:]]).replace(str(output), "OUT")}
     started = time.perf_counter()
@@ -57,10 +58,18 @@ def one_run(name: str, reviews: int, flags: list[str], n_eval: int, workdir: Pat
             "train_seconds": metrics["training"]["train_seconds"]}
 
 
+def shared_name(data: str) -> str:
+    """The data path as the results file names it: shared/... for the shared data, not this machine's path."""
+    path = Path(data).resolve()
+    return str(path.relative_to(IMDB.parents[3])) if path.is_relative_to(IMDB.parents[3]) else str(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", action="append", required=True, help="NAME=REVIEWS=FLAGS, repeated")
     parser.add_argument("--eval", type=int, default=500, help="validation reviews scored per run")
+    parser.add_argument("--data", default=str(IMDB), help="labelled texts (default: the shared IMDb train split)")
+    parser.add_argument("--label-names", default="neg,pos", help="names of integer labels ('' for string labels)")
     parser.add_argument("--tag", default=None, help="results file recipe_runs-TAG-<date>.json")
     parser.add_argument("--results-dir", default=str(RESULTS))
     parser.add_argument("--keep", default=None, help="keep each run's model in KEEP/NAME (default: a temporary "
@@ -68,11 +77,11 @@ def main() -> None:
     args = parser.parse_args()
     runs = [parse_run(text) for text in args.run]
     result = {"bench": "recipe_runs", **machine(), "recipe": "imdb-sentiment (src/llmclf/configs)",
-              "data": "shared/data/imdb/train.parquet, 80/20 split seed 42: the first REVIEWS training rows, the "
-                      "first --eval held-out rows", "rows": []}
+              "data": f"{shared_name(args.data)}, 80/20 split seed 42: the first REVIEWS training rows, the first "
+                      "--eval held-out rows", "rows": []}
     with tempfile.TemporaryDirectory(prefix="recipe-runs-") as workdir:
         for name, reviews, flags in runs:
-            row = one_run(name, reviews, flags, args.eval, Path(args.keep or workdir))
+            row = one_run(args, name, reviews, flags, Path(args.keep or workdir))
             print(json.dumps(row), flush=True)
             result["rows"].append(row)
             # after each run, so that a killed bench keeps the rows it finished

@@ -121,3 +121,47 @@ def test_tasks_benchmark_resume_keeps_earlier_rows_and_runs_only_the_missing_tas
     assert after["settings"]["budget_min"] == {"rating": 60.0, "imbalance": 7.0}
     imbalance = after["rows"][1]
     assert imbalance["budget_min"] == 7.0 and len(imbalance["llmclf"]) == 2
+
+
+@pytest.mark.slow  # one tiny training run in a subprocess, scored and checked as `llmclf train` does: ~10 s
+def test_recipe_runs_records_each_runs_accuracy_time_steps_and_checks(tmp_path):
+    """bench/recipe_runs.py on the bundled demo reviews with the tiny model in place of the shipped backbone."""
+    demo = Path(__file__).resolve().parents[1] / "src" / "llmclf" / "data" / "demo_reviews.jsonl"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "recipe_runs.py"), "--data", str(demo), "--label-names", "", "--eval", "40",
+         "--results-dir", str(tmp_path), "--keep", str(tmp_path / "models"), "--tag", "smoke",
+         "--run", "tiny=48=--model tiny-random-llama --lora-layers 2 --max-length 64 --batch-size 8"],
+        capture_output=True, text=True, timeout=600, cwd=BENCH)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (path,) = tmp_path.glob("recipe_runs-smoke-*.json")
+    (row,) = json.loads(path.read_text())["rows"]
+    assert "error" not in row, row
+    assert (row["run"], row["train_reviews"], row["n_eval"], row["steps"]) == ("tiny", 48, 40, 6)  # 48 / batch 8
+    assert 0 <= row["accuracy"] <= 1 and row["train_seconds"] > 0
+    passed, checks = map(int, row["behaviour_passed"].split("/"))
+    assert checks > 0 and 0 <= passed <= checks
+    assert (tmp_path / "models" / "tiny" / "metrics.json").is_file()  # --keep kept the model
+
+
+def test_recipe_runs_names_a_malformed_run():
+    done = subprocess.run([sys.executable, str(BENCH / "recipe_runs.py"), "--run", "top4=many=--lora-layers 4"],
+                          capture_output=True, text=True, timeout=60, cwd=BENCH)
+    assert done.returncode == 1 and "expected NAME=REVIEWS=FLAGS" in done.stderr
+
+
+@pytest.mark.slow  # three server processes: ~20 s
+def test_serve_load_measures_each_mode_at_each_concurrency_and_records_the_precision(tmp_path):
+    out = tmp_path / "serve_load.json"
+    done = subprocess.run([sys.executable, str(BENCH / "serve_load.py"), "--make-model", "tiny-random-llama",
+                           "--requests", "8", "--rounds", "1", "--warmup", "1", "--concurrency", "1", "2",
+                           "--output", str(out)], capture_output=True, text=True, timeout=600, cwd=BENCH)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run,) = json.loads(out.read_text())["runs"]
+    from llmclf.precision import resolve_precision
+
+    assert run["precision"] == resolve_precision("auto", "cpu")
+    rows = run["results"]
+    assert [(r["mode"], r["concurrency"]) for r in rows] == [
+        (mode, c) for c in (1, 2) for mode in ("batching on", "on, no wait", "batching off")]
+    assert all(r["errors"] == 0 and r["requests"] >= 8 and r["throughput_rps"] > 0 for r in rows)
+    assert all(r["max_batch_size"] == 1 for r in rows if r["mode"] == "batching off")
