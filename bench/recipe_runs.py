@@ -49,11 +49,14 @@ def one_run(args, name: str, reviews: int, flags: list[str], workdir: Path) -> d
     if done.returncode != 0:
         return {**row, "error": done.stderr.strip().splitlines()[-3:]}
     metrics = json.loads((output / "metrics.json").read_text())
-    behaviour = json.loads((output / "behaviour.json").read_text())  # the run's own `llmclf check` of the model
+    # the run's own behaviour checks of the model (written for sentiment labels only)
+    checks = output / "behaviour.json"
+    behaviour = json.loads(checks.read_text()) if checks.is_file() else None
     validation = metrics["validation"]
     return {**row, "n_eval": validation["n"], "accuracy": round(validation["accuracy"], 4),
             "roc_auc": round(validation["roc_auc"], 4), "ece": round(validation["ece"], 4),
-            "steps": metrics["training"]["steps"], "behaviour_passed": f"{behaviour['passed']}/{behaviour['n']}",
+            "steps": metrics["training"]["steps"],
+            "behaviour_passed": behaviour and f"{behaviour['passed']}/{behaviour['n']}",
             # trainer.train's time: the steps (and any compiling) plus the end-of-epoch validation pass
             "train_seconds": metrics["training"]["train_seconds"]}
 

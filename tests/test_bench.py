@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from llmclf.precision import resolve_precision
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
@@ -157,8 +159,6 @@ def test_serve_load_measures_each_mode_at_each_concurrency_and_records_the_preci
                            "--output", str(out)], capture_output=True, text=True, timeout=600, cwd=BENCH)
     assert done.returncode == 0, done.stderr[-2000:]
     (run,) = json.loads(out.read_text())["runs"]
-    from llmclf.precision import resolve_precision
-
     assert run["precision"] == resolve_precision("auto", "cpu")
     rows = run["results"]
     assert [(r["mode"], r["concurrency"]) for r in rows] == [
