@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import IMDB, RESULTS, machine, write_result
+from common import IMDB, RESULTS, ROOT, machine, write_result
 
 
 def parse_run(text: str) -> tuple[str, int, list[str]]:
@@ -64,7 +64,7 @@ def one_run(args, name: str, reviews: int, flags: list[str], workdir: Path) -> d
 def shared_name(data: str) -> str:
     """The data path as the results file names it: shared/... for the shared data, not this machine's path."""
     path = Path(data).resolve()
-    return str(path.relative_to(IMDB.parents[3])) if path.is_relative_to(IMDB.parents[3]) else str(path)
+    return str(path.relative_to(ROOT.parent)) if path.is_relative_to(ROOT.parent) else str(path)
 
 
 def main() -> None:
