@@ -20,6 +20,7 @@ from common import IMDB, ROOT
 AG_NEWS = ROOT.parent / "shared" / "data" / "ag_news" / "sample.parquet"
 RECIPE = "imdb-sentiment"  # src/llmclf/configs/imdb-sentiment.yaml: the shipped model's recipe
 
+
 @dataclass
 class Part:
     texts: list[str]

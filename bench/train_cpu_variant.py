@@ -34,6 +34,9 @@ VARIANTS: dict[str, dict] = {
     "threads-1": dict(name="LoRA top-{top}, threads=1", threads=1, cost=1.8),
     "checkpointing": dict(name="LoRA top-{top} + gradient checkpointing", checkpointing=True, cost=1.3),
     "batch-x2": dict(name="LoRA top-{top}, batch {batch2} (same reviews, half the steps)", batch_mult=2, cost=1.0),
+    # the recipe before 2026-12-02: PEFT casting each adapter's bf16 input to float32, autocast casting it back
+    "input-casts": dict(name="LoRA top-{top}, adapter inputs cast to float32 and back (PEFT's default)",
+                        input_casts=True, cost=1.1),
     # not in the default set: torch.compile without the padding to max_length (4 compiles, or dynamic shapes)
     "compile-multiple": dict(name="LoRA top-{top} + torch.compile (inductor, padded to a multiple of 64)",
                              compile=True, cost=1.0),
@@ -54,7 +57,7 @@ SMOKE_TEXTS = [
 
 def spec_of(variant: str) -> dict:
     base = dict(tuning="lora", top_layers="recipe", weights="bf16", autocast=True, layout="padded", compile=False,
-                threads=None, checkpointing=False, batch_mult=1, dynamic=False)
+                threads=None, checkpointing=False, batch_mult=1, dynamic=False, input_casts=False)
     return {**base, **VARIANTS[variant]}
 
 
@@ -169,7 +172,9 @@ def build_model(spec: dict, settings: dict):
     top = None if top is None else min(top, layers)  # the smoke model has 2 layers
     if spec["tuning"] == "lora":
         torch.manual_seed(settings["seed"])  # the same LoRA initialisation in every variant
-        model = add_lora(model, settings["lora_r"], settings["lora_alpha"], settings["lora_dropout"], top_layers=top)
+        # as `llmclf train` adds it: a bf16 backbone runs under autocast, so the adapters' inputs stay bf16
+        model = add_lora(model, settings["lora_r"], settings["lora_alpha"], settings["lora_dropout"], top_layers=top,
+                         under_autocast=spec["weights"] == "bf16" and spec["autocast"] and not spec["input_casts"])
     # what the first forward with labels would set: set before, so that torch.compile does not recompile for it
     (model.get_base_model() if hasattr(model, "get_base_model") else model).config.problem_type = \
         "single_label_classification"

@@ -57,10 +57,35 @@ def test_two_ranks_match_one_process(tmp_path, news_jsonl, single_run, mode):
     assert first == pytest.approx(second, rel=1e-9), "the model is the same whichever rank you ask"
     assert results["validation"]["n"] == expected["validation"]["n"] == 32, "metrics over the whole validation set"
     assert results["validation"]["loss"] == pytest.approx(expected["validation"]["loss"], abs=1e-5)
+    # the mean loss of the step's 16 texts, as one process reports it (not times the world size)
+    assert results["training"]["train_loss"] == pytest.approx(expected["training"]["train_loss"], rel=1e-3)
     texts = pd.read_json(news_jsonl, lines=True)["text"].tolist()
     ours = Classifier.from_pretrained(str(out)).predict_proba(texts)
     theirs = Classifier.from_pretrained(str(single_run)).predict_proba(texts)
     assert np.abs(ours - theirs).max() < 1e-5
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_compiled_ranks_match_one_eager_process(tmp_path, news_jsonl, single_run, mode):
+    """--torch-compile under torchrun: each rank compiles its own wrapped model, and the run ends where the eager
+    one-process run ends, up to the compiled kernels' float error (tests/test_trainer.py's compile tolerances);
+    the saved model is a plain one."""
+    out = tmp_path / mode
+    done = torchrun("train", "--data", news_jsonl, "--output", out, "--batch-size", "8", *COMMON, "--torch-compile",
+                    *(["--fsdp"] if mode == "fsdp" else []), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "metrics.json").read_text())
+    expected = json.loads((single_run / "metrics.json").read_text())
+    assert results["training"]["world_size"] == 2
+    first, second = results["training"]["rank_param_checksums"]
+    assert first == pytest.approx(second, rel=1e-9), "the model is the same whichever rank you ask"
+    assert first == pytest.approx(expected["training"]["rank_param_checksums"][0], rel=1e-4)
+    assert results["training"]["train_loss"] == pytest.approx(expected["training"]["train_loss"], rel=1e-3)
+    texts = pd.read_json(news_jsonl, lines=True)["text"].tolist()
+    classifier = Classifier.from_pretrained(str(out))
+    assert not any("_orig_mod" in name for name, _ in classifier.model.named_parameters())
+    theirs = Classifier.from_pretrained(str(single_run)).predict_proba(texts)
+    assert np.abs(classifier.predict_proba(texts) - theirs).max() < 1e-3
 
 
 # --- multi-label and regression ------------------------------------------------------------------------------

@@ -115,3 +115,29 @@ def test_training_with_torch_compile_ends_where_eager_training_ends(tmp_path, se
     assert not any("_orig_mod" in name for name, _ in classifier.model.named_parameters())
     assert np.allclose(classifier.predict_proba(["a great film"]),
                        Classifier.from_pretrained(str(tmp_path / "eager")).predict_proba(["a great film"]), atol=1e-3)
+
+
+def test_gradient_accumulation_reports_the_loss_of_one_batch_of_the_same_texts(tmp_path, sentiment_csv):
+    """Batches of 8 accumulated twice train on the same 16 texts a step as batches of 16, and every reported loss
+    is the mean over those texts. (transformers scaled a classifier's loss as a sum over a
+    step's items, which the sequence-classification heads never compute: the logged loss and the gradients
+    came out times the accumulation steps, and under DDP times the world size.)"""
+    import json
+
+    from llmclf.cli import main
+
+    runs = {}
+    for name, flags in (("one", ["--batch-size", "16"]), ("accumulated", ["--batch-size", "8",
+                                                                           "--gradient-accumulation-steps", "2"])):
+        out = tmp_path / name
+        assert main(["train", "--data", str(sentiment_csv), "--model", "tiny-random-llama", "--epochs", "2",
+                     "--text-column", "review", "--learning-rate", "1e-3", "--max-length", "48", "--seed", "7",
+                     "--output", str(out), *flags]) == 0
+        runs[name] = (json.loads((out / "metrics.json").read_text())["training"],
+                      [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()])
+    (one, one_history), (accumulated, accumulated_history) = runs["one"], runs["accumulated"]
+    assert accumulated["steps"] == one["steps"]
+    assert accumulated["train_loss"] == pytest.approx(one["train_loss"], rel=1e-3)
+    assert len(one_history) == len(accumulated_history) == 2
+    for a, b in zip(one_history, accumulated_history):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)

@@ -168,7 +168,8 @@ def build_model(args: TrainArgs, id2label: dict[int, str], precision: str, probl
                                          problem_type=HF_PROBLEM_TYPES[problem_type])
     prompt = prepare_head(args, model, tokenizer)  # before LoRA wraps the head
     if args.lora:
-        model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, top_layers=args.lora_layers)
+        model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, top_layers=args.lora_layers,
+                         under_autocast=frozen_bf16)  # the Trainer and Classifier run a bf16 run in autocast
     return model, tokenizer, prompt
 
 

@@ -124,6 +124,15 @@ def trainer_class(packing: bool = False, class_weights: list[float] | None = Non
     from transformers.modeling_outputs import SequenceClassifierOutput
 
     class OrderedEvalTrainer(Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # Every loss here is a mean over the batch's texts. transformers takes a model whose forward accepts
+            # **kwargs to sum its loss over the items of the whole step (num_items_in_batch), so it neither
+            # divides by the accumulation steps nor undoes DDP's averaging; but the sequence-classification
+            # heads never pass num_items_in_batch to their loss, so the loss, its gradient and the logged loss
+            # came out times the world size (and times the accumulation steps). Declared a mean, Trainer scales it.
+            self.model_accepts_loss_kwargs = False
+
         def _get_eval_sampler(self, eval_dataset):
             order = self._eval_order(eval_dataset)
             if order is not None:
@@ -152,10 +161,6 @@ def trainer_class(packing: bool = False, class_weights: list[float] | None = Non
                                    label_ids=reorder(output.label_ids, back))
 
     class PackedTrainer(OrderedEvalTrainer):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.model_accepts_loss_kwargs = False  # our loss is a mean per step: let Trainer scale accumulation
-
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             logits = packed_logits(model, inputs["input_ids"], inputs["position_ids"], inputs["text_ends"])
             loss = torch.nn.functional.cross_entropy(logits.float(), inputs["labels"])  # mean per text, as padded
