@@ -119,9 +119,9 @@ def test_training_with_torch_compile_ends_where_eager_training_ends(tmp_path, se
 
 def test_gradient_accumulation_reports_the_loss_of_one_batch_of_the_same_texts(tmp_path, sentiment_csv):
     """Batches of 8 accumulated twice train on the same 16 texts a step as batches of 16, and every reported loss
-    is the mean over those texts. (transformers scaled a classifier's loss as a sum over a
-    step's items, which the sequence-classification heads never compute: the logged loss and the gradients
-    came out times the accumulation steps, and under DDP times the world size.)"""
+    is the mean over those texts. (transformers scaled a classifier's loss as a sum over a step's items, which the
+    sequence-classification heads never compute: the logged loss and the gradients came out times the
+    accumulation steps, and under DDP times the world size.)"""
     import json
 
     from llmclf.cli import main

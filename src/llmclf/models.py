@@ -211,8 +211,9 @@ def add_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, top_lay
     `under_autocast`: the model will only run under bf16 autocast (a bf16 backbone in training). PEFT casts each
     adapter's input to its float32 weights, and autocast casts it straight back to bf16 for the matmul: two
     copies of every adapted activation forward and two of its gradient backward, for the same result (to the
-    last bit without LoRA dropout; with it, dropout draws its mask over the bf16 input): ~10% of a CPU training
-    step. Without autocast a bf16 input would meet float32 weights, so only then."""
+    last bit without LoRA dropout; with it, dropout draws its mask over the bf16 input): 1.08x the recipe's
+    training speed and 1.7 GB less peak memory on a 2-core AMX CPU (bench/train_cpu.py, variant input-casts).
+    Without autocast a bf16 input would meet float32 weights, so only then."""
     import torch
     from peft import LoraConfig, TaskType, get_peft_model
     from peft.tuners.tuners_utils import BaseTunerLayer
