@@ -47,6 +47,22 @@ def write_result(name: str, result: dict, directory: Path | str = RESULTS) -> Pa
     return out
 
 
+def trained_model_scores(directory: Path) -> dict:
+    """A finished `llmclf train` output as the benches record it: its validation scores (scored as `predict` runs
+    the model), its behaviour checks (None where the run wrote none: non-sentiment labels) and its training."""
+    metrics = json.loads((directory / "metrics.json").read_text())
+    checks = directory / "behaviour.json"
+    behaviour = json.loads(checks.read_text()) if checks.is_file() else None
+    validation, training = metrics["validation"], metrics["training"]
+    return {"n_eval": validation["n"], "accuracy": round(validation["accuracy"], 4),
+            "roc_auc": round(validation["roc_auc"], 4), "ece": round(validation["ece"], 4),
+            "behaviour_passed": behaviour and f"{behaviour['passed']}/{behaviour['n']}",
+            # metrics.json records steps since 2026-12-02
+            "steps": training.get("steps"), "train_examples": training["train_examples"],
+            # trainer.train's time: the steps (and any compiling) plus the end-of-epoch validation pass
+            "train_seconds": training["train_seconds"], "train_loss": round(training["train_loss"], 4)}
+
+
 def read_texts(path: Path, n: int) -> list[str]:
     """The first n texts of a parquet file (`text` column) or of a JSON-lines file, xz-compressed or not."""
     if path.suffix == ".parquet":

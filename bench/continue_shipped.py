@@ -19,13 +19,12 @@ and training time beside the shipped model's (from its metrics.json and behaviou
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import yaml
 
-from common import IMDB, ROOT, machine, write_result
+from common import IMDB, ROOT, machine, trained_model_scores, write_result
 
 
 def shipped_start(args, id2label, precision, problem_type):
@@ -73,15 +72,8 @@ def continue_training(reviews: int, learning_rate: float, output: str) -> float:
 
 
 def summary(directory: Path) -> dict:
-    metrics = json.loads((directory / "metrics.json").read_text())
-    behaviour = json.loads((directory / "behaviour.json").read_text())
-    validation, training = metrics["validation"], metrics["training"]
-    return {"n_validation": validation["n"], "accuracy": validation["accuracy"],
-            "correct": round(validation["accuracy"] * validation["n"]), "roc_auc": round(validation["roc_auc"], 4),
-            "ece": round(validation["ece"], 4), "behaviour_passed": f"{behaviour['passed']}/{behaviour['n']}",
-            # metrics.json records steps since 2026-12-02: the shipped model's has none
-            "train_examples": training["train_examples"], "steps": training.get("steps"),
-            "train_seconds": training["train_seconds"], "train_loss": round(training["train_loss"], 4)}
+    scores = trained_model_scores(directory)
+    return {**scores, "correct": round(scores["accuracy"] * scores["n_eval"])}
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import IMDB, RESULTS, ROOT, machine, write_result
+from common import IMDB, RESULTS, ROOT, machine, trained_model_scores, write_result
 
 
 def parse_run(text: str) -> tuple[str, int, list[str]]:
@@ -48,17 +48,9 @@ def one_run(args, name: str, reviews: int, flags: list[str], workdir: Path) -> d
     row["command_wall_s"] = round(time.perf_counter() - started, 1)
     if done.returncode != 0:
         return {**row, "error": done.stderr.strip().splitlines()[-3:]}
-    metrics = json.loads((output / "metrics.json").read_text())
-    # the run's own behaviour checks of the model (written for sentiment labels only)
-    checks = output / "behaviour.json"
-    behaviour = json.loads(checks.read_text()) if checks.is_file() else None
-    validation = metrics["validation"]
-    return {**row, "n_eval": validation["n"], "accuracy": round(validation["accuracy"], 4),
-            "roc_auc": round(validation["roc_auc"], 4), "ece": round(validation["ece"], 4),
-            "steps": metrics["training"]["steps"],
-            "behaviour_passed": behaviour and f"{behaviour['passed']}/{behaviour['n']}",
-            # trainer.train's time: the steps (and any compiling) plus the end-of-epoch validation pass
-            "train_seconds": metrics["training"]["train_seconds"]}
+    scores = trained_model_scores(output)
+    return {**row, **{key: scores[key] for key in ("n_eval", "accuracy", "roc_auc", "ece", "steps",
+                                                   "behaviour_passed", "train_seconds")}}
 
 
 def shared_name(data: str) -> str:
