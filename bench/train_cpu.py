@@ -7,10 +7,11 @@ settings that could make a CPU run faster, on the same IMDb reviews, each in the
     python bench/train_cpu.py --smoke                  # tiny model, a few texts, 3 variants: checks the script only
     python bench/train_cpu.py --list                   # the variants and what each changes
 
-The baseline row is the recipe of src/llmclf/configs/imdb-sentiment.yaml (read from the file: SmolLM2-135M, LoRA
-r16/alpha 32 on the recipe's top N of 30 layers, frozen backbone in bf16 with float32 trainables, bf16 autocast as
-`llmclf train` gives it, batches grouped by length and padded to their longest text rounded up to 64, AdamW with
-weight decay, gradient clipping at 1.0 as transformers' Trainer does). Every other row changes one thing.
+The baseline row is the recipe of src/llmclf/configs/imdb-sentiment.yaml as `llmclf train` runs it on this CPU
+(read from the file: SmolLM2-135M, LoRA r16/alpha 32 on the recipe's top N of 30 layers, batches grouped by length
+and padded to their longest text rounded up to 64, AdamW with weight decay, gradient clipping at 1.0 as
+transformers' Trainer does; precision auto: a frozen backbone in bf16 with float32 trainables under bf16 autocast
+where bf16 is native, float32 throughout elsewhere). Every other row changes one thing.
 
 Batches are formed as transformers' group_by_length forms them: the first 50 x batch reviews of a fixed
 shuffled order (one "megabatch"), sorted by length, cut into batches; warmup + steps of those batches, evenly
@@ -22,7 +23,8 @@ Each variant runs in its own subprocess (`--only ID --json-out FILE`), so peak R
 and torch.compile state are its own. A row: useful (non-pad) tokens/s over the timed steps, steps/s, the median
 of the per-step rates (steadier on a shared CPU), peak RSS, the first and final losses, load and compile time.
 Writes bench/results/train_cpu-<date>.json (train_cpu-smoke-<date>.json with --smoke, train_cpu-TAG-<date>.json
-with --tag TAG). The fp32* rows (not in the default set) are what a CPU without native bf16 trains in.
+with --tag TAG). The fp32* rows (not in the default set) are variants of what a CPU without native bf16 trains in;
+`recipe-bf16` (not in the default set either) forces the bf16 recipe there, to show what emulating bf16 costs.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ RECIPE_TOKENS_PER_S = 1000.0
 START_S = 10.0
 COMPILE_S = 80.0
 # the float32 rows are for CPUs without native bf16 (run them with --variants)
-DEFAULT_VARIANTS = [v for v in VARIANTS if v not in ("compile-multiple", "compile-dynamic")
+DEFAULT_VARIANTS = [v for v in VARIANTS if v not in ("compile-multiple", "compile-dynamic", "recipe-bf16")
                     and not v.startswith("fp32") or v == "fp32-weights"]
 SMOKE_VARIANTS = ["recipe", "full", "packed"]
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from common import IMDB, IMDB_TEXTS_ENV, imdb_texts
+from llmclf.precision import native_bf16
 
 LABELS = {0: "neg", 1: "pos"}
 MEGABATCH = 50  # transformers' group_by_length sorts megabatches of 50 batches
@@ -18,7 +19,11 @@ MEGABATCH = 50  # transformers' group_by_length sorts megabatches of 50 batches
 # id -> what the variant changes from the recipe; `cost` is its rough time relative to the recipe's, for the
 # estimate only. `batch_mult` trains on the same reviews in batches that many times larger (fewer steps).
 VARIANTS: dict[str, dict] = {
-    "recipe": dict(name="recipe (LoRA top-{top}, bf16 weights, padded, batch {batch})", cost=1.0),
+    # the recipe as `llmclf train` runs it on this CPU: bf16 where it is native, else float32 throughout
+    # (precision auto), so that a CPU without bf16 units compares its variants with what it would really train
+    "recipe": dict(name="recipe (LoRA top-{top}, {precision}, padded, batch {batch})", cost=1.0),
+    # the bf16 recipe whatever the CPU: on one without native bf16 it shows what oneDNN's emulation costs
+    "recipe-bf16": dict(name="recipe in bf16 weights whatever the CPU (LoRA top-{top}, padded)", cost=6.0),
     "full": dict(name="full fine-tuning (bf16 autocast, fp32 weights)", tuning="full", weights="fp32", cost=2.5),
     "lora-all": dict(name="LoRA all layers (bf16 weights)", top_layers=None, cost=1.5),
     "lora-top4": dict(name="LoRA top-4", top_layers=4, cost=0.8),
@@ -29,6 +34,9 @@ VARIANTS: dict[str, dict] = {
     "fp32-top4": dict(name="LoRA top-4, float32 throughout", weights="fp32", autocast=False, top_layers=4, cost=0.8),
     "fp32-packed": dict(name="LoRA top-{top} packed, float32 throughout", weights="fp32", autocast=False,
                         layout="packed", cost=1.0),
+    # `llmclf train --torch-compile` on a CPU without native bf16 (dynamic shapes, as accelerate compiles)
+    "fp32-compile-dynamic": dict(name="LoRA top-{top}, float32 throughout + torch.compile (dynamic shapes)",
+                                 weights="fp32", autocast=False, compile=True, dynamic=True, cost=1.0),
     "compile": dict(name="LoRA top-{top} + torch.compile (inductor, padded to max_length)", compile=True,
                     layout="max_length", cost=1.1),
     "threads-1": dict(name="LoRA top-{top}, threads=1", threads=1, cost=1.8),
@@ -58,12 +66,17 @@ SMOKE_TEXTS = [
 def spec_of(variant: str) -> dict:
     base = dict(tuning="lora", top_layers="recipe", weights="bf16", autocast=True, layout="padded", compile=False,
                 threads=None, checkpointing=False, batch_mult=1, dynamic=False, input_casts=False)
-    return {**base, **VARIANTS[variant]}
+    spec = {**base, **VARIANTS[variant]}
+    if variant == "recipe" and not native_bf16("cpu"):
+        spec.update(weights="fp32", autocast=False)  # what precision auto gives `llmclf train` here
+    return spec
 
 
 def variant_name(variant: str, settings: dict) -> str:
-    return spec_of(variant)["name"].format(top=settings["lora_layers"], batch=settings["batch"],
-                                           batch2=2 * settings["batch"])
+    spec = spec_of(variant)
+    precision = "bf16 weights" if spec["weights"] == "bf16" else "float32 throughout"
+    return spec["name"].format(top=settings["lora_layers"], batch=settings["batch"], batch2=2 * settings["batch"],
+                               precision=precision)
 
 
 # ---------------------------------------------------------------------------------------------------- the data

@@ -108,10 +108,10 @@ class TrainArgs:
     padded batches (tested); see llmclf/packing.py."""
     torch_compile: bool = False
     """Compile the model with torch.compile (inductor) for training and its evaluation: it fuses the elementwise
-    work between matmuls, after minutes of compiling. On a 2-core CPU with AMX, bench/train_cpu.py's steps ran 1.50x
-    faster with dynamic shapes after 306 s of compiling, yet a whole 70-step run of the shipped recipe took longer
-    (671 s against 542 s, bench/recipe_runs.py): it pays off on long runs only, and on an AVX512-BF16 CPU without
-    AMX it was slower (0.85x). Off by default."""
+    work between matmuls, after minutes of compiling, so it pays off on long runs only. With the shipped recipe
+    on 2-core CPUs (bench/train_cpu.py, dynamic shapes): 1.63x with AMX after 229 s of compiling (a whole 150-step
+    run: 790 s against 853 s eager, bench/recipe_runs.py), 1.27x in float32 on an AVX2-only CPU after 570 s; but
+    0.85x on an AVX512-BF16 CPU without AMX (padded to max_length, at 256 tokens). Off by default."""
     group_by_length: bool = False
     """Draw training batches from texts of similar length (less padding; order is still shuffled by seed)."""
     lora: bool = False
