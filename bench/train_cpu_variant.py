@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from common import IMDB, IMDB_TEXTS_ENV, imdb_texts
-from llmclf.precision import native_bf16
+from llmclf.precision import resolve_precision
 
 LABELS = {0: "neg", 1: "pos"}
 MEGABATCH = 50  # transformers' group_by_length sorts megabatches of 50 batches
@@ -67,7 +67,7 @@ def spec_of(variant: str) -> dict:
     base = dict(tuning="lora", top_layers="recipe", weights="bf16", autocast=True, layout="padded", compile=False,
                 threads=None, checkpointing=False, batch_mult=1, dynamic=False, input_casts=False)
     spec = {**base, **VARIANTS[variant]}
-    if variant == "recipe" and not native_bf16("cpu"):
+    if variant == "recipe" and resolve_precision("auto", "cpu") == "fp32":
         spec.update(weights="fp32", autocast=False)  # what precision auto gives `llmclf train` here
     return spec
 
