@@ -41,16 +41,18 @@ import time
 from pathlib import Path
 
 from common import IMDB, IMDB_TEXTS_ENV, RESULTS, machine, write_result
+from llmclf.precision import resolve_precision
 from train_cpu_variant import MEGABATCH, VARIANTS, max_rss_mb, prepare_data, run_variant, spec_of, variant_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE_FILE = ROOT / "src" / "llmclf" / "configs" / "imdb-sentiment.yaml"
 TARGET_SPEEDUP = 2.0  # issue 13: at least 2x the recipe's useful tokens/s
-# Planning figures for the time estimate printed at the start (2-core development CPU, measured once): the
-# recipe's useful tokens/s, a fresh process's imports + model load, and inductor's compile of one shape.
-RECIPE_TOKENS_PER_S = 1000.0
+# Planning figures for the time estimate printed at the start (2-core development CPUs, measured once), by the
+# precision the recipe resolves to: the recipe's useful tokens/s and inductor's compile of one shape (bf16: AMX,
+# train_cpu-amx-2026-12-01; fp32: AVX2 only, train_cpu-avx2-2026-12-02), and a fresh process's imports + load.
+RECIPE_TOKENS_PER_S = {"bf16": 1000.0, "fp32": 135.0}
+COMPILE_S = {"bf16": 80.0, "fp32": 570.0}
 START_S = 10.0
-COMPILE_S = 80.0
 # the float32 rows are for CPUs without native bf16 (run them with --variants)
 DEFAULT_VARIANTS = [v for v in VARIANTS if v not in ("compile-multiple", "compile-dynamic", "recipe-bf16")
                     and not v.startswith("fp32") or v == "fp32-weights"]
@@ -90,16 +92,18 @@ def cpu_description() -> dict:
             "torch_threads": torch.get_num_threads()}
 
 
-def estimate_s(variants: list[str], data: dict, settings: dict, recipe_rate: float = RECIPE_TOKENS_PER_S) -> float:
-    """Seconds the variants should take: process start and model load, training at `recipe_rate` useful tokens/s
-    times each variant's relative cost, and cold compiles."""
+def estimate_s(variants: list[str], data: dict, settings: dict, precision: str,
+               recipe_rate: float | None = None) -> float:
+    """Seconds the variants should take on a CPU whose recipe runs in `precision`: process start and model load,
+    training at `recipe_rate` useful tokens/s (default: the planning rate) times each variant's relative cost, and
+    cold compiles."""
     if settings["smoke"]:
         return 10.0 * len(variants)
     per_step = statistics.fmean(map(len, data["ids"])) * settings["batch"]
-    train = per_step * (settings["warmup"] + settings["steps"]) / recipe_rate
+    train = per_step * (settings["warmup"] + settings["steps"]) / (recipe_rate or RECIPE_TOKENS_PER_S[precision])
     compiles = {v: 0 if not spec_of(v)["compile"] else 1 if spec_of(v)["dynamic"] or spec_of(v)["layout"] == "max_length"
                 else 4 for v in variants}  # padded to 64, at most 256 tokens: 4 widths
-    return sum(START_S + train * spec_of(v)["cost"] + COMPILE_S * compiles[v] for v in variants)
+    return sum(START_S + train * spec_of(v)["cost"] + COMPILE_S[precision] * compiles[v] for v in variants)
 
 
 def child_command(variant: str, settings: dict, data_file: Path, out: Path) -> list[str]:
@@ -112,10 +116,11 @@ def child_command(variant: str, settings: dict, data_file: Path, out: Path) -> l
 def run_all(variants: list[str], settings: dict, args, on_row=lambda rows: None) -> list[dict]:
     """Every variant in its own process, in order; on_row(rows so far) after each."""
     data = prepare_data(settings)
+    precision = resolve_precision("auto", "cpu")
     print(f"{len(variants)} variants, {settings['warmup']} + {settings['steps']} steps of {settings['batch']} reviews "
           f"each (mean {statistics.fmean(map(len, data['ids'])):.0f} tokens, truncated to {settings['max_length']}); "
-          f"estimated {estimate_s(variants, data, settings) / 60:.1f} min on {os.cpu_count()} idle cores (a recipe at "
-          f"{RECIPE_TOKENS_PER_S:.0f} tokens/s)", flush=True)
+          f"estimated {estimate_s(variants, data, settings, precision) / 60:.1f} min on {os.cpu_count()} idle cores "
+          f"(a {precision} recipe at {RECIPE_TOKENS_PER_S[precision]:.0f} tokens/s)", flush=True)
     rows = []
     header = f"{'variant':<70} {'tokens/s':>9} {'steps/s':>8} {'peak MB':>8} {'loss':>7} {'x recipe':>8}"
     with tempfile.TemporaryDirectory(prefix="train_cpu-") as tmp:
@@ -145,7 +150,8 @@ def run_all(variants: list[str], settings: dict, args, on_row=lambda rows: None)
             print(table_line(row, recipe), flush=True)
             on_row(rows)
             if row is recipe and not settings["smoke"] and len(variants) > 1:
-                rest = estimate_s(variants[len(rows):], data, settings, max(recipe["useful_tokens_per_s"], 1.0))
+                rest = estimate_s(variants[len(rows):], data, settings, precision,
+                                  max(recipe["useful_tokens_per_s"], 1.0))
                 print(f"  (the recipe ran at {recipe['useful_tokens_per_s']:.0f} tokens/s: about {rest / 60:.1f} min "
                       "more for the rest)", flush=True)
     return rows
@@ -242,8 +248,9 @@ def main() -> None:
     recipe = read_recipe()
     if args.list:
         shown = {"lora_layers": recipe["lora_layers"], "batch": args.batch or recipe["batch_size"]}
+        width = max(map(len, VARIANTS))
         for variant in VARIANTS:
-            print(f"{variant:<18} {'' if variant in DEFAULT_VARIANTS else '(not default) '}"
+            print(f"{variant:<{width}} {'' if variant in DEFAULT_VARIANTS else '(not default) '}"
                   f"{variant_name(variant, shown)}")
         return
     settings = settings_of(args, recipe)

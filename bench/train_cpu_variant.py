@@ -37,6 +37,9 @@ VARIANTS: dict[str, dict] = {
     # `llmclf train --torch-compile` on a CPU without native bf16 (dynamic shapes, as accelerate compiles)
     "fp32-compile-dynamic": dict(name="LoRA top-{top}, float32 throughout + torch.compile (dynamic shapes)",
                                  weights="fp32", autocast=False, compile=True, dynamic=True, cost=1.0),
+    "fp32-top4-compile-dynamic": dict(name="LoRA top-4, float32 throughout + torch.compile (dynamic shapes)",
+                                      weights="fp32", autocast=False, top_layers=4, compile=True, dynamic=True,
+                                      cost=0.8),
     "compile": dict(name="LoRA top-{top} + torch.compile (inductor, padded to max_length)", compile=True,
                     layout="max_length", cost=1.1),
     "threads-1": dict(name="LoRA top-{top}, threads=1", threads=1, cost=1.8),

@@ -77,6 +77,16 @@ def test_model_card_front_matter(binary_run):
     assert values["accuracy"] == pytest.approx(test_metrics["accuracy"])
     assert "plots/roc.png" in text and "Limitations" in text and "# binary" in text
 
+    # how long training took and on what hardware: metrics.json records it, the card says it
+    import torch
+
+    training = json.loads((binary_run / "metrics.json").read_text())["training"]
+    assert training["device"].startswith("cpu: ") and f"{torch.get_num_threads()} threads" in training["device"]
+    sentence = next(line for line in text.splitlines() if line.startswith("Trained in "))
+    precision = "bf16" if training["bf16"] else "float32"
+    assert training["device"] in sentence and f"in {precision}" in sentence
+    assert f"{training['steps']:,} optimizer steps" in sentence
+
 
 def test_reloads_with_plain_transformers_and_real_label_names(binary_run, sentiment_csv):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline

@@ -258,6 +258,7 @@ def test_trained_model_opens_as_a_multi_label_transformers_model(tmp_path):
     card = (out / "README.md").read_text()
     assert "Temperature scaling: not applied" in card and "Behaviour checks: skipped" in card
     assert "pos_weight" in card and "per_label_f1.png" in (out / "README.md").read_text()
+    assert "Trained in " in card and metrics["training"]["device"] in card
     assert "Per label" in (out / "report.html").read_text()
 
 

@@ -361,6 +361,24 @@ def test_cli_refuses_bad_settings_in_one_line(tmp_path, model_dir):
             process.kill()
 
 
+def test_batching_by_default_only_where_it_pays(tiny_classifier_dir):
+    """Without --max-batch-size: batches of 32 where the model runs bf16 (or on a GPU), none on a CPU running
+    float32, where batching was measured slower (serve_load-avx2-2026-12-02.json); a given value is kept."""
+    from llmclf.predict import Classifier
+
+    fp32 = Classifier.from_pretrained(str(tiny_classifier_dir), precision="fp32")
+    bf16 = Classifier.from_pretrained(str(tiny_classifier_dir), precision="bf16")
+    assert ServeArgs().for_classifier(fp32).max_batch_size == 1
+    assert ServeArgs().for_classifier(bf16).max_batch_size == 32
+    assert ServeArgs(max_batch_size=8).for_classifier(fp32).max_batch_size == 8
+    with ServerProcess(tiny_classifier_dir, precision="fp32") as server:
+        assert httpx.get(server.url + "/v1/stats").json()["settings"]["max_batch_size"] == 1
+        assert "(float32, no batching)" in server.log()
+    with ServerProcess(tiny_classifier_dir, precision="bf16", max_wait_ms=0) as server:
+        assert httpx.get(server.url + "/v1/stats").json()["settings"]["max_batch_size"] == 32
+        assert "(bf16, batches of up to 32)" in server.log()
+
+
 def test_defaults_bind_loopback_only():
     from llmclf.cli import build_parser
 

@@ -374,7 +374,7 @@ def add_serve_command(sub) -> None:
                        "GET /health, GET /v1/model, the page at /, API docs at /docs.")
     add_inference_flags(p, batch_size=False)  # serve batches by --max-batch-size
     for f in fields(ServeArgs):
-        python_type = {int: int, float: float}.get(f.type, str)
+        python_type = {int: int, int | None: int, float: float}.get(f.type, str)
         p.add_argument(flag(f.name), type=python_type, default=f.default, help=f.metadata["help"],
                        metavar=f.name.upper())
     p.add_argument("--threshold", type=float, default=None, help=THRESHOLD_HELP)

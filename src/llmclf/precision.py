@@ -12,6 +12,7 @@ batch a text shares, fp32 results do not).
 from __future__ import annotations
 
 import os
+import platform
 
 from llmclf.errors import UserError
 
@@ -50,3 +51,28 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_summary(device: str) -> str:
+    """The hardware a run used, for metrics.json and the model card, e.g. "cpu: AMD EPYC (AVX2, no native bf16),
+    2 threads" or "cuda: NVIDIA H200": a training time means little without it."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        count = torch.cuda.device_count()
+        return f"cuda: {torch.cuda.get_device_name(0)}" + (f" x{count}" if count > 1 else "")
+    bf16 = "native bf16" if native_bf16("cpu") else "no native bf16"
+    return (f"cpu: {cpu_model_name()} ({torch.backends.cpu.get_cpu_capability()}, {bf16}), "
+            f"{torch.get_num_threads()} threads")
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name as the OS reports it (Linux: /proc/cpuinfo), else the architecture."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"

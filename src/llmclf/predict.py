@@ -95,6 +95,7 @@ class Classifier:
         # bf16 where the hardware has native bf16 matmuls (CUDA, AMX/AVX512-BF16 CPUs): bench/predict_cpu.py
         # measured the accuracy it costs next to the speed it gives.
         self.bf16 = quantize is None and resolved == "bf16"
+        self.quantize = quantize
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.batch_size = batch_size

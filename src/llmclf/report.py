@@ -61,6 +61,33 @@ def fmt_config(value) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def fmt_duration(seconds: float) -> str:
+    """``fmt_duration(8121) == "2 h 15 min"``, ``fmt_duration(95) == "1 min 35 s"``, ``fmt_duration(4.2) == "4 s"``."""
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def training_lines(training: dict | None) -> list[str]:
+    """The card's sentence on how long training took and on what hardware (metrics.json's `training`)."""
+    if not training or training.get("train_seconds") is None:
+        return []
+    seconds = training["train_seconds"]
+    where = f" on {training['device']}" if training.get("device") else ""
+    world = training.get("world_size") or 1
+    processes = f" in {world} processes" if world > 1 else ""
+    steps = f"{training['steps']:,} optimizer steps over " if training.get("steps") is not None else ""
+    examples = f"{training['train_examples']:,} examples" if training.get("train_examples") is not None else "the data"
+    epochs = training.get("epochs")
+    exact = f"{seconds:,.0f} s, " if seconds >= 60 else ""
+    return [f"Trained in {fmt_duration(seconds)} ({exact}per-epoch validation included) in "
+            f"{'bf16' if training.get('bf16') else 'float32'}{where}{processes}; {steps}{examples}"
+            + (f", {epochs:g} epoch{'' if epochs == 1 else 's'}" if epochs is not None else "") + ".", ""]
+
+
 def flatten_config(config: dict, prefix: str = "") -> list[tuple[str, object]]:
     """Nested keys joined by dots: ``flatten_config({"lora": {"r": 8}}) == [("lora.r", 8)]``."""
     rows = []
@@ -205,13 +232,15 @@ def _plot_link(out_dir: pathlib.Path, plot) -> str:
 
 def write_model_card(out_dir, *, config: dict, metrics: dict, history: list[dict], data_info: dict,
                      plots: list[str], test_metrics: dict | None = None, name: str | None = None,
-                     analysis: dict | None = None, class_weights: dict[str, float] | None = None) -> pathlib.Path:
+                     analysis: dict | None = None, class_weights: dict[str, float] | None = None,
+                     training: dict | None = None) -> pathlib.Path:
     """Write ``out_dir/README.md`` and return its path.
 
     ``data_info`` holds ``train``/``validation``/``test`` sources and optional ``train_size``-style
     counts and ``label_names``. Headline numbers come from ``test_metrics`` when given, else validation.
     ``analysis`` (see `trust_card_sections`) adds calibration, threshold, abstention, error analysis and
     behaviour-check sections. ``class_weights`` (label -> weight) are the resolved weights of a weighted loss.
+    ``training`` (metrics.json's block) adds how long training took and on what hardware.
     """
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -253,6 +282,7 @@ def write_model_card(out_dir, *, config: dict, metrics: dict, history: list[dict
         *(["Loss: weighted cross-entropy, class weights "
            + ", ".join(f"`{k}` {v:.4g}" for k, v in class_weights.items())
            + " (mean weighted by the weights of the examples' labels).", ""] if class_weights else []),
+        *training_lines(training),
         *_results_section(splits, history),
         *(trust_card_sections(analysis) if analysis else []),
         "## Plots", "",

@@ -22,7 +22,7 @@ from llmclf.config import TrainArgs
 from llmclf.data import LabelledTexts, encode_labels, load_labelled, make_label_maps, split_train_validation
 from llmclf.errors import UserError
 from llmclf.models import add_lora, load_backbone, quiet_progress, save_classifier
-from llmclf.precision import default_device, resolve_precision
+from llmclf.precision import default_device, device_summary, resolve_precision
 from llmclf.predict import Classifier
 from llmclf.problem_types import (HF_PROBLEM_TYPES, REGRESSION, SINGLE_LABEL, check_best_metric,
                                   check_problem_options, is_list, parse_class_weights, resolve_problem_type)
@@ -246,6 +246,7 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
             "best_checkpoint": trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).name,
             "world_size": state.num_processes,
             "bf16": precision == "bf16",
+            "device": device_summary(default_device()),
             "rank_param_checksums": checksums,
             "class_weights": None if class_weights is None else dict(zip(args.label_names, class_weights)),
         }
@@ -322,7 +323,7 @@ def finish_run(stage: Path, output: Path, args: TrainArgs, model, tokenizer, spl
     save_calibration(stage, calibration, in_head)
     write_model_card(stage, config=args.to_dict(), metrics=results["validation"], history=history, data_info=data_info,
                      plots=[str(p) for p in analysis.plots], test_metrics=results.get("test"), name=output.name,
-                     class_weights=training.get("class_weights"),
+                     class_weights=training.get("class_weights"), training=training,
                      analysis={"split": analysis.split, "metrics": results[analysis.split], "errors": analysis.errors,
                                "behaviour": analysis.behaviour, "temperature_in_head": in_head})
     write_metrics(stage, results)

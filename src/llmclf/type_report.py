@@ -25,7 +25,8 @@ import numpy as np
 from llmclf.analysis import snippet
 from llmclf.problem_types import MULTI_LABEL
 from llmclf.report import (HISTORY_KEYS, _data_section, _md, _plot_link, describe_base_model, flatten_config,
-                           fmt_config, fmt_number, front_matter, merge_history, method, table)
+                           fmt_config, fmt_number, front_matter, merge_history, method, table,
+                           training_lines)
 
 TOP_ERRORS = 20
 NO_TEMPERATURE = ("not applied: temperature scaling calibrates a softmax over classes; multi-label outputs are "
@@ -220,7 +221,7 @@ def write_typed_card(out_dir, run: dict, results: dict, analysis: TypedAnalysis,
         "To train it again: `llmclf train --config llmclf_config.yaml` (the settings below, saved with the model).", "",
         *_data_section(data_info, labels),
         "## Training recipe", "", table(["Setting", "Value"], [[k, fmt_config(v)] for k, v in flatten_config(config)]),
-        "", f"Loss: {loss}.", "",
+        "", f"Loss: {loss}.", "", *training_lines(results.get("training")),
         *_results(problem_type, splits, history),
         "## What does not apply", "", *skipped, "",
         "## Plots", "", *[_plot_link(out_dir, p) + "\n" for p in analysis.plots],

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from llmclf.errors import UserError
-from llmclf.serve.settings import ServeArgs
+from llmclf.serve.settings import BATCHED_MAX_BATCH_SIZE, ServeArgs
 
 __all__ = ["ServeArgs", "create_app", "listen_socket", "run_server"]
 
@@ -76,14 +76,17 @@ def run_server(model: str, args: ServeArgs, threshold: float | None = None, min_
     # Bound before the model loads and handed to uvicorn: a taken port is one line at once, not uvicorn's log
     # and exit code 3 after the load.
     sock = listen_socket(args.host, args.port)
-    classifier = Classifier.from_pretrained(model, batch_size=args.max_batch_size, threshold=threshold,
-                                            min_confidence=min_confidence, **options)
+    classifier = Classifier.from_pretrained(model, batch_size=args.max_batch_size or BATCHED_MAX_BATCH_SIZE,
+                                            threshold=threshold, min_confidence=min_confidence, **options)
+    args = args.for_classifier(classifier)
     directory = model_dir(model)
     name = args.served_model_name or (model if model in SHIPPED_MODELS else directory.resolve().name)
     app = create_app(classifier, args, model_dir=directory, model_name=name)
     port = sock.getsockname()[1]  # the real one with --port 0
-    print(f"llmclf: serving {name} ({', '.join(classifier.labels)}) on {classifier.device} at "
-          f"http://{args.host}:{port}/  (API docs at /docs)", file=sys.stderr, flush=True)
+    batching = f"batches of up to {args.max_batch_size}" if args.max_batch_size > 1 else "no batching"
+    print(f"llmclf: serving {name} ({', '.join(classifier.labels)}) on {classifier.device} "
+          f"({classifier.quantize or ('bf16' if classifier.bf16 else 'float32')}, {batching}) at http://{args.host}:{port}/  "
+          "(API docs at /docs)", file=sys.stderr, flush=True)
     config = uvicorn.Config(app, host=args.host, port=port, log_level="info", access_log=False,
                             timeout_graceful_shutdown=30)
     with sock:

@@ -22,6 +22,7 @@ from llmclf.serve.state import ServeState, count_tokens
 
 def build_app(classifier, args: ServeArgs, model_dir: str | Path | None, model_name: str | None) -> FastAPI:
     """What `llmclf.serve.create_app` returns, once it has checked that the serve extra is installed."""
+    args = args.for_classifier(classifier)
     model_dir = Path(model_dir) if model_dir is not None else None
     name = model_name or args.served_model_name or (model_dir.name if model_dir else "model")
     batcher = Batcher(count_tokens(classifier), args.max_batch_size, args.max_wait_ms, args.max_queue)
