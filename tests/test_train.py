@@ -76,6 +76,10 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path, news_json
     history = (killed / "history.jsonl").read_text().splitlines()
     assert [json.loads(row)["epoch"] for row in history] == [1.0, 2.0, 3.0]
     assert not staging_path(killed).exists()
+    # its training time is the resumed process's, and the card says so
+    assert json.loads((killed / "metrics.json").read_text())["training"]["resumed"] is True
+    assert "resumed from a checkpoint: the resumed part only" in (killed / "README.md").read_text()
+    assert json.loads((straight / "metrics.json").read_text())["training"]["resumed"] is False
 
 
 @pytest.mark.slow  # trains in a subprocess, kills it, resumes

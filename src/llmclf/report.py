@@ -83,7 +83,8 @@ def training_lines(training: dict | None) -> list[str]:
     examples = f"{training['train_examples']:,} examples" if training.get("train_examples") is not None else "the data"
     epochs = training.get("epochs")
     exact = f"{seconds:,.0f} s, " if seconds >= 60 else ""
-    return [f"Trained in {fmt_duration(seconds)} ({exact}per-epoch validation included) in "
+    resumed = "; resumed from a checkpoint: the resumed part only" if training.get("resumed") else ""
+    return [f"Trained in {fmt_duration(seconds)} ({exact}per-epoch validation included{resumed}) in "
             f"{'bf16' if training.get('bf16') else 'float32'}{where}{processes}; {steps}{examples}"
             + (f", {epochs:g} epoch{'' if epochs == 1 else 's'}" if epochs is not None else "") + ".", ""]
 

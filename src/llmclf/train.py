@@ -247,6 +247,7 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
             "world_size": state.num_processes,
             "bf16": precision == "bf16",
             "device": device_summary(default_device()),
+            "resumed": resume,  # then train_seconds is the resumed process's share only
             "rank_param_checksums": checksums,
             "class_weights": None if class_weights is None else dict(zip(args.label_names, class_weights)),
         }

@@ -83,10 +83,10 @@ def run_server(model: str, args: ServeArgs, threshold: float | None = None, min_
     name = args.served_model_name or (model if model in SHIPPED_MODELS else directory.resolve().name)
     app = create_app(classifier, args, model_dir=directory, model_name=name)
     port = sock.getsockname()[1]  # the real one with --port 0
+    numbers = classifier.quantize or ("bf16" if classifier.bf16 else "float32")
     batching = f"batches of up to {args.max_batch_size}" if args.max_batch_size > 1 else "no batching"
-    print(f"llmclf: serving {name} ({', '.join(classifier.labels)}) on {classifier.device} "
-          f"({classifier.quantize or ('bf16' if classifier.bf16 else 'float32')}, {batching}) at http://{args.host}:{port}/  "
-          "(API docs at /docs)", file=sys.stderr, flush=True)
+    print(f"llmclf: serving {name} ({', '.join(classifier.labels)}) on {classifier.device} ({numbers}, {batching}) "
+          f"at http://{args.host}:{port}/  (API docs at /docs)", file=sys.stderr, flush=True)
     config = uvicorn.Config(app, host=args.host, port=port, log_level="info", access_log=False,
                             timeout_graceful_shutdown=30)
     with sock:
