@@ -138,13 +138,11 @@ def server_precision(device: str) -> str:
 def machine(device: str | None) -> dict:
     import torch
 
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
-             if line.startswith("model name")]
+    from llmclf.precision import cpu_model_name
+
     on_gpu = (device or "").startswith("cuda") or (device is None and torch.cuda.is_available())
     packages = ("llmclf", "torch", "transformers", "fastapi", "uvicorn", "httpx")
-    cpu = names[0] if names else platform.processor()
-    return {"device": torch.cuda.get_device_name(0) if on_gpu else f"cpu: {cpu}",
+    return {"device": torch.cuda.get_device_name(0) if on_gpu else f"cpu: {cpu_model_name()}",
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
             "python": platform.python_version(), "versions": {p: metadata.version(p) for p in packages}}
 

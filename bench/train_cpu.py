@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -71,20 +70,18 @@ def cpu_description() -> dict:
     """The CPU model, cores and bf16 matrix units, from /proc/cpuinfo (and what torch sees)."""
     import torch
 
-    from llmclf.precision import native_bf16
+    from llmclf.precision import cpu_model_name, native_bf16
 
-    model, flags = None, set()
+    flags = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key.strip() == "model name" and model is None:
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
+            if key.strip() == "flags":
                 flags = set(value.split())
+                break
     except OSError:
         pass
-    model = model or platform.processor() or platform.machine()
-    return {"cpu_model": model, "cores": os.cpu_count(),
+    return {"cpu_model": cpu_model_name(), "cores": os.cpu_count(),
             "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
             "bf16_flags": sorted(f for f in flags if f.startswith("amx") or f in ("avx512_bf16", "avx512_fp16")),
             "amx": bool(torch.cpu._is_amx_tile_supported()), "native_bf16": native_bf16("cpu"),
