@@ -1,7 +1,8 @@
 """Accuracy per training time of training settings (issue 13 item 1): `llmclf train --recipe imdb-sentiment`
-(the shipped model's recipe) once per named run, each with its own extra flags and number of training reviews,
-then scored by the run's own validation pass (metrics.json: the model's default truncation, as `predict` runs
-it). Every run's measured time is recorded, so that runs sized for equal time can be checked to be equal.
+(the shipped model's recipe; `--recipe` picks another) once per named run, each with its own extra flags and
+number of training reviews, then scored by the run's own validation pass (metrics.json: the model's default
+truncation, as `predict` runs it). Every run's measured time is recorded, so that runs sized for equal time can
+be checked to be equal.
 
     python bench/recipe_runs.py --eval 500 --run "top20=1120=" --run "top20-compiled=1120=--torch-compile" \\
         --run "top4=3360=--lora-layers 4"                                   # ~40 min on 2 AMX cores
@@ -31,16 +32,17 @@ def parse_run(text: str) -> tuple[str, int, list[str]]:
     return parts[0], int(parts[1]), shlex.split(parts[2])
 
 
-def train_command(data: str, label_names: str, reviews: int, flags: list[str], n_eval: int, output: Path) -> list[str]:
+def train_command(data: str, label_names: str, recipe: str, reviews: int, flags: list[str], n_eval: int,
+                  output: Path) -> list[str]:
     return [sys.executable, "-m", "llmclf", "train", "--data", data,
             *(["--label-names", label_names] if label_names else []),
-            "--recipe", "imdb-sentiment", "--max-train-samples", str(reviews), "--max-eval-samples", str(n_eval),
+            "--recipe", recipe, "--max-train-samples", str(reviews), "--max-eval-samples", str(n_eval),
             "--save-steps", "100000", *flags, "--output", str(output)]
 
 
 def one_run(args, name: str, reviews: int, flags: list[str], workdir: Path) -> dict:
     output = workdir / name
-    command = train_command(args.data, args.label_names, reviews, flags, args.eval, output)
+    command = train_command(args.data, args.label_names, args.recipe, reviews, flags, args.eval, output)
     row = {"run": name, "flags": flags, "train_reviews": reviews,
            "command": shlex.join(["llmclf", *command[3:]]).replace(str(output), "OUT")}
     started = time.perf_counter()
@@ -62,6 +64,8 @@ def shared_name(data: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", action="append", required=True, help="NAME=REVIEWS=FLAGS, repeated")
+    parser.add_argument("--recipe", default="imdb-sentiment", help="the recipe every run starts from (default: "
+                                                                  "imdb-sentiment, the shipped model's)")
     parser.add_argument("--eval", type=int, default=500, help="validation reviews scored per run")
     parser.add_argument("--data", default=str(IMDB), help="labelled texts (default: the shared IMDb train split)")
     parser.add_argument("--label-names", default="neg,pos", help="names of integer labels ('' for string labels)")
@@ -71,7 +75,7 @@ def main() -> None:
                                                       "folder, removed at the end)")
     args = parser.parse_args()
     runs = [parse_run(text) for text in args.run]
-    result = {"bench": "recipe_runs", **machine(), "recipe": "imdb-sentiment (src/llmclf/configs)",
+    result = {"bench": "recipe_runs", **machine(), "recipe": f"{args.recipe} (src/llmclf/configs)",
               "data": f"{shared_name(args.data)}, 80/20 split seed 42: the first REVIEWS training rows, the first "
                       "--eval held-out rows", "rows": []}
     with tempfile.TemporaryDirectory(prefix="recipe-runs-") as workdir:
