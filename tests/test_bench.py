@@ -131,13 +131,15 @@ def test_recipe_runs_records_each_runs_accuracy_time_steps_and_checks(tmp_path):
     demo = Path(__file__).resolve().parents[1] / "src" / "llmclf" / "data" / "demo_reviews.jsonl"
     done = subprocess.run(
         [sys.executable, str(BENCH / "recipe_runs.py"), "--data", str(demo), "--label-names", "", "--eval", "40",
-         "--results-dir", str(tmp_path), "--keep", str(tmp_path / "models"), "--tag", "smoke",
-         "--run", "tiny=48=--model tiny-random-llama --lora-layers 2 --max-length 64 --batch-size 8"],
+         "--results-dir", str(tmp_path), "--keep", str(tmp_path / "models"), "--tag", "smoke", "--recipe", "lora",
+         "--run", "tiny=48=--model tiny-random-llama --lora-layers 2 --max-length 64 --batch-size 8 --epochs 1"],
         capture_output=True, text=True, timeout=600, cwd=BENCH)
     assert done.returncode == 0, done.stderr[-2000:]
     (path,) = tmp_path.glob("recipe_runs-smoke-*.json")
-    (row,) = json.loads(path.read_text())["rows"]
+    result = json.loads(path.read_text())
+    (row,) = result["rows"]
     assert "error" not in row, row
+    assert result["recipe"].startswith("lora ") and "--recipe lora " in row["command"]
     assert (row["run"], row["train_reviews"], row["n_eval"], row["steps"]) == ("tiny", 48, 40, 6)  # 48 / batch 8
     assert 0 <= row["accuracy"] <= 1 and row["train_seconds"] > 0
     passed, checks = map(int, row["behaviour_passed"].split("/"))
