@@ -114,3 +114,19 @@ def test_card_names_the_hub_model_and_the_dataset_not_local_aliases(tmp_path):
                                                data_info={**DATA, "train": local}, plots=[]))
         assert "datasets" not in header and header["base_model"] == CONFIG["model"]
         assert header["model-index"][0]["results"][0]["dataset"] == {"name": local, "type": local}
+
+
+def test_training_sentence_adds_up_a_resumed_run_and_says_when_it_cannot():
+    from llmclf.report import training_lines
+
+    base = {"train_seconds": 5400.0, "steps": 900, "train_examples": 12000, "epochs": 1.2, "bf16": True,
+            "device": "CPU B", "eval_each_epoch": False, "resumed": True}
+    segments = [{"seconds": 3600.0, "steps": 500, "device": "CPU A"},
+                {"seconds": 1800.0, "steps": 900, "device": "CPU B"}]
+    [line, _] = training_lines({**base, "train_segments": segments})
+    assert line.startswith("Trained in 1 h 30 min (5,400 s, no per-epoch validation; 2 processes, each resumed "
+                           "from the last one's checkpoint: 1 h 0 min to step 500 on CPU A, then 30 min 0 s to step "
+                           "900 on CPU B) in bf16 on CPU B")
+    # a checkpoint without the record (an older llmclf): the time is the resumed process's only, and it says so
+    [line, _] = training_lines({**base, "train_segments": None, "eval_each_epoch": True})
+    assert "(5,400 s, per-epoch validation included; resumed from a checkpoint: the resumed part only)" in line

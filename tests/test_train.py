@@ -11,9 +11,10 @@ import pytest
 
 from llmclf.cli import main
 from llmclf.errors import UserError
+from llmclf.report import fmt_duration
 from llmclf.artifacts import staging_path
 from llmclf.train import check_output
-from llmclf.trainer import history_rows
+from llmclf.trainer import TRAIN_TIME_FILE, history_rows
 
 TINY = ["--model", "tiny-random-llama", "--epochs", "3", "--learning-rate", "3e-3", "--batch-size", "8"]
 
@@ -26,6 +27,31 @@ def test_history_rows_merge_train_and_eval_logs_per_epoch():
         {"epoch": 1.0, "train_loss": 0.9, "learning_rate": 1e-4, "eval_loss": 0.7, "eval_accuracy": 0.6},
         {"epoch": 2.0, "train_loss": 0.5, "eval_loss": 0.4, "eval_accuracy": 0.8},
     ]
+
+
+def test_history_rows_keep_the_training_loss_of_a_run_without_per_epoch_validation():
+    log = [{"loss": 0.9, "learning_rate": 1e-4, "epoch": 1.0}, {"loss": 0.5, "epoch": 2.0},
+           {"train_runtime": 3.0, "train_loss": 0.7, "epoch": 2.0}]
+    assert history_rows(log) == [{"epoch": 1.0, "train_loss": 0.9, "learning_rate": 1e-4},
+                                 {"epoch": 2.0, "train_loss": 0.5}]
+
+
+def test_a_run_without_per_epoch_validation_still_scores_validation_once_and_logs_its_loss(tmp_path, news_jsonl):
+    """--no-eval-each-epoch: Trainer never evaluates, the finishing step still scores the validation split (metrics,
+    card, confusion matrix); the history holds the training loss per epoch and the card says validation was not
+    run per epoch; no accuracy curve (nothing to draw)."""
+    out = tmp_path / "no-eval"
+    assert main(["train", "--data", str(news_jsonl), "--output", str(out), *TINY, "--epochs", "2",
+                 "--no-eval-each-epoch"]) == 0
+    results = json.loads((out / "metrics.json").read_text())
+    assert 0 <= results["validation"]["accuracy"] <= 1 and results["training"]["eval_each_epoch"] is False
+    history = [json.loads(row) for row in (out / "history.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in history] == [1.0, 2.0]
+    assert all("train_loss" in row and not any(k.startswith("eval_") for k in row) for row in history)
+    plots = {p.name for p in (out / "plots").iterdir()}
+    assert {"loss.png", "confusion_matrix.png", "roc.png"} <= plots and "accuracy.png" not in plots
+    card = (out / "README.md").read_text()
+    assert "no per-epoch validation" in card and "per-epoch validation included" not in card
 
 
 def test_check_output_rules(tmp_path):
@@ -46,10 +72,11 @@ def test_check_output_rules(tmp_path):
 
 
 def kill_at_first_checkpoint(command: list[str], checkpoints):
-    """Start a training run and SIGKILL it as soon as its first checkpoint is complete; the checkpoints folder."""
+    """Start a training run and SIGKILL it as soon as its first checkpoint is complete (its training time, the
+    last file written, included); the checkpoints folder."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+    while time.time() < deadline and not list(checkpoints.glob(f"checkpoint-*/{TRAIN_TIME_FILE}")):
         time.sleep(0.02)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
@@ -64,7 +91,9 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path, news_json
     command = [sys.executable, "-m", "llmclf", "train", "--data", str(news_jsonl), "--output", str(killed), *TINY]
     checkpoints = kill_at_first_checkpoint(command, staging_path(killed) / "checkpoints")
     assert not killed.exists(), "a killed run must not leave a directory that looks complete"
-    assert list(checkpoints.glob("checkpoint-*"))
+    [kept] = list(checkpoints.glob("checkpoint-*"))
+    [before] = json.loads((kept / TRAIN_TIME_FILE).read_text())["segments"]
+    assert before["steps"] == int(kept.name.split("-")[1]) and before["seconds"] > 0
 
     assert main(["train", "--data", str(news_jsonl), "--output", str(killed), *TINY, "--resume"]) == 0
     straight = tmp_path / "straight"
@@ -76,9 +105,14 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path, news_json
     history = (killed / "history.jsonl").read_text().splitlines()
     assert [json.loads(row)["epoch"] for row in history] == [1.0, 2.0, 3.0]
     assert not staging_path(killed).exists()
-    # its training time is the resumed process's, and the card says so
-    assert json.loads((killed / "metrics.json").read_text())["training"]["resumed"] is True
-    assert "resumed from a checkpoint: the resumed part only" in (killed / "README.md").read_text()
+    # its training time adds the killed process's, up to the checkpoint kept, to the resumed one's; the card says so
+    training = json.loads((killed / "metrics.json").read_text())["training"]
+    assert training["resumed"] is True and training["train_segments"][0] == before
+    [_, after] = training["train_segments"]
+    assert after["steps"] == training["steps"] == 3 * 16 and after["seconds"] > 0
+    assert training["train_seconds"] == pytest.approx(before["seconds"] + after["seconds"], abs=0.02)
+    assert f"2 processes, each resumed from the last one's checkpoint: {fmt_duration(before['seconds'])} to step " \
+           f"{before['steps']}" in (killed / "README.md").read_text()
     assert json.loads((straight / "metrics.json").read_text())["training"]["resumed"] is False
 
 

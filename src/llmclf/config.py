@@ -177,6 +177,11 @@ class TrainArgs:
     save_steps: int | None = None
     """Also checkpoint every N optimizer steps (None: at each epoch's end only), so a killed long run resumes
     with --resume losing at most N steps; validation still runs per epoch."""
+    eval_each_epoch: bool = True
+    """Score the validation split after each epoch (the card's training history, the loss and accuracy curves).
+    Off, only the finishing step scores it, as `predict` runs the model (metrics.json, the card, the plots but
+    the accuracy curve): for one-epoch runs that evaluation repeats that scoring (25 minutes of the shipped
+    model's run on 2 cores). The training loss is still logged per epoch."""
     keep_checkpoints: bool = False
     """Keep the per-epoch checkpoints in the output directory after a successful run."""
     # --- calibration and decisions ---
@@ -250,6 +255,9 @@ class TrainArgs:
         if self.torch_compile and self.packing:
             raise UserError("--torch-compile and --packing: packed batches pool through a hook per batch, which the "
                             "compiled graph would not see; drop one of them.")
+        if self.best_metric is not None and not self.eval_each_epoch:
+            raise UserError("--best-metric compares per-epoch validation scores, which --no-eval-each-epoch skips; "
+                            "drop one of them.")
         if self.early_stopping_patience is not None and self.best_metric is None:
             raise UserError("--early-stopping-patience needs --best-metric to know what to watch; pass both.")
 

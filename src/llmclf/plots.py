@@ -116,7 +116,8 @@ def plot_roc(labels, probs, label_names: list[str], path) -> pathlib.Path:
 def write_plots(out_dir, metrics: dict, labels, probs, history: list[dict] | None = None) -> list[pathlib.Path]:
     """Write every figure under ``out_dir/plots/`` and return their paths.
 
-    Loss and accuracy curves need a training history, so they are skipped without one.
+    Loss and accuracy curves need a training history, so they are skipped without one (the accuracy curve also
+    without per-epoch validation).
     """
     plots = pathlib.Path(out_dir) / "plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -126,7 +127,9 @@ def write_plots(out_dir, metrics: dict, labels, probs, history: list[dict] | Non
         plot_roc(labels, probs, names, plots / "roc.png"),
     ]
     if history:
-        paths += [plot_loss(history, plots / "loss.png"), plot_accuracy(history, plots / "accuracy.png")]
+        paths.append(plot_loss(history, plots / "loss.png"))
+    if any(key in row for row in history or [] for key in ("train_accuracy", "eval_accuracy")):
+        paths.append(plot_accuracy(history, plots / "accuracy.png"))  # not without per-epoch validation
     return paths
 
 

@@ -83,10 +83,21 @@ def training_lines(training: dict | None) -> list[str]:
     examples = f"{training['train_examples']:,} examples" if training.get("train_examples") is not None else "the data"
     epochs = training.get("epochs")
     exact = f"{seconds:,.0f} s, " if seconds >= 60 else ""
-    resumed = "; resumed from a checkpoint: the resumed part only" if training.get("resumed") else ""
-    return [f"Trained in {fmt_duration(seconds)} ({exact}per-epoch validation included{resumed}) in "
+    validation = "per-epoch validation included" if training.get("eval_each_epoch", True) else "no per-epoch validation"
+    return [f"Trained in {fmt_duration(seconds)} ({exact}{validation}{resumed_clause(training)}) in "
             f"{'bf16' if training.get('bf16') else 'float32'}{where}{processes}; {steps}{examples}"
             + (f", {epochs:g} epoch{'' if epochs == 1 else 's'}" if epochs is not None else "") + ".", ""]
+
+
+def resumed_clause(training: dict) -> str:
+    """How a resumed run's time adds up: each process's time up to the checkpoint the next one continued from."""
+    if not training.get("resumed"):
+        return ""
+    segments = training.get("train_segments")
+    if not segments:  # the checkpoint it resumed from kept no record of the earlier time
+        return "; resumed from a checkpoint: the resumed part only"
+    parts = [f"{fmt_duration(s['seconds'])} to step {s['steps']:,} on {s['device']}" for s in segments]
+    return f"; {len(segments)} processes, each resumed from the last one's checkpoint: {', then '.join(parts)}"
 
 
 def flatten_config(config: dict, prefix: str = "") -> list[tuple[str, object]]:

@@ -174,7 +174,7 @@ def build_model(args: TrainArgs, id2label: dict[int, str], precision: str, probl
 
 
 def build_trainer(args: TrainArgs, model, tokenizer, prompt, splits: Splits, training_args,
-                  class_weights: list[float] | None = None):
+                  class_weights: list[float] | None = None, extra_callbacks: tuple = ()):
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback
 
     from llmclf.packing import PackedCollator
@@ -189,6 +189,7 @@ def build_trainer(args: TrainArgs, model, tokenizer, prompt, splits: Splits, tra
         collator = DataCollatorWithPadding(tokenizer, padding=args.padding, max_length=args.max_length,
                                            pad_to_multiple_of=args.pad_to_multiple_of if args.padding == "longest" else None)
     callbacks = [EarlyStoppingCallback(args.early_stopping_patience)] if args.early_stopping_patience else []
+    callbacks += extra_callbacks
     cls = trainer_class(packing=args.packing, class_weights=class_weights, problem_type=splits.problem_type,
                         loss=args.loss)
     dataset = lambda part: TokenizedTexts(trainer_view(splits, part), tokenizer, args.max_length, args.truncation, prompt)
@@ -217,7 +218,7 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
     # Imported after the cheap checks: transformers' Trainer takes seconds to import, and a typo should not wait.
     from accelerate import PartialState
 
-    from llmclf.trainer import history_rows, training_arguments
+    from llmclf.trainer import earlier_segments, history_rows, train_time_callback, training_arguments
 
     precision = resolve_precision(args.precision, default_device())
     model, tokenizer, prompt = build_model(args, splits.id2label, precision, splits.problem_type)
@@ -230,15 +231,23 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
         if state.is_main_process:
             write_run_config(stage, args.to_dict())
         state.wait_for_everyone()
+        device = device_summary(default_device())
+        earlier = earlier_segments(Path(training_args.output_dir)) if resume else []
         started = time.perf_counter()
-        trainer = build_trainer(args, model, tokenizer, prompt, splits, training_args, class_weights)
+        timer = train_time_callback(earlier or [], device, started)
+        trainer = build_trainer(args, model, tokenizer, prompt, splits, training_args, class_weights, (timer,))
         result = trainer.train(resume_from_checkpoint=True if resume else None)
-        train_seconds = time.perf_counter() - started
+        segments = [*(earlier or []), {"seconds": round(time.perf_counter() - started, 2),
+                                       "steps": trainer.state.global_step, "device": device}]
         checksums = rank_checksums(trainer.model, state)
         if not state.is_main_process:  # rank 0 alone scores the final model and writes
             return output
         training = {
-            "train_seconds": round(train_seconds, 2),
+            # A resumed run: the earlier processes' time up to the checkpoint it continued from, plus its own
+            # (only its own when that checkpoint kept no record: then train_segments is null).
+            "train_seconds": round(sum(segment["seconds"] for segment in segments), 2),
+            "train_segments": None if earlier is None else segments,
+            "eval_each_epoch": args.eval_each_epoch,
             "train_examples": len(splits.train),
             "epochs": args.epochs,
             "steps": trainer.state.global_step,
@@ -246,8 +255,8 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
             "best_checkpoint": trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).name,
             "world_size": state.num_processes,
             "bf16": precision == "bf16",
-            "device": device_summary(default_device()),
-            "resumed": resume,  # then train_seconds is the resumed process's share only
+            "device": device,
+            "resumed": resume,
             "rank_param_checksums": checksums,
             "class_weights": None if class_weights is None else dict(zip(args.label_names, class_weights)),
         }

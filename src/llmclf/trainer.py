@@ -1,11 +1,14 @@
 """transformers' Trainer as llmclf runs it: its arguments from TrainArgs, evaluation run longest text first,
-packed batches, metrics for its logs, and its log history as one row per epoch.
+packed batches, metrics for its logs, its log history as one row per epoch, and training time kept with each
+checkpoint.
 
 Imported lazily by llmclf.train (transformers' Trainer takes seconds to import).
 """
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +40,7 @@ def training_arguments(args: TrainArgs, checkpoints: Path, bf16: bool):
         data_seed=args.seed,
         bf16=bf16,
         use_cpu=not cuda,
-        eval_strategy="epoch",
+        eval_strategy="epoch" if args.eval_each_epoch else "no",
         # save_steps: also mid-epoch, so a killed long run loses at most that many steps (never with
         # best_metric, which needs save and evaluation to coincide: TrainArgs refuses the pair).
         save_strategy="steps" if args.save_steps else "epoch",
@@ -56,6 +59,36 @@ def training_arguments(args: TrainArgs, checkpoints: Path, bf16: bool):
         torch_compile=args.torch_compile,  # accelerate compiles with dynamic=None: new widths stop recompiling
         remove_unused_columns=not args.packing,  # packed batches carry text_ends, which no forward() names
     )
+
+
+TRAIN_TIME_FILE = "llmclf_train_time.json"
+
+
+def earlier_segments(checkpoints: Path) -> list[dict] | None:
+    """The training time behind the checkpoint a resumed run continues from (the last one, as Trainer picks
+    it): one {"seconds", "steps", "device"} per earlier process, up to its last checkpoint; None when that
+    checkpoint has no record (saved by an older llmclf, or killed between the two writes)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    record = Path(last) / TRAIN_TIME_FILE if last else None
+    return json.loads(record.read_text(encoding="utf-8"))["segments"] if record and record.is_file() else None
+
+
+def train_time_callback(earlier: list[dict], device: str, started: float):
+    """Writes the training time so far into each checkpoint as it is saved (the earlier processes' segments plus
+    this one's, measured from `started`), so that a run resumed on another day, or another machine, reports
+    the time of the work it kept; the time a killed process spent after its last checkpoint is not counted."""
+    from transformers import TrainerCallback
+
+    class TrainTime(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                now = {"seconds": round(time.perf_counter() - started, 2), "steps": state.global_step, "device": device}
+                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                (folder / TRAIN_TIME_FILE).write_text(json.dumps({"segments": [*earlier, now]}), encoding="utf-8")
+
+    return TrainTime()
 
 
 def trainer_metrics(id2label: dict[int, str], problem_type: str = SINGLE_LABEL, standardiser=None):
@@ -81,7 +114,8 @@ def trainer_metrics(id2label: dict[int, str], problem_type: str = SINGLE_LABEL, 
 
 
 def history_rows(log_history: list[dict]) -> list[dict]:
-    """Trainer's log history -> one row per epoch: train_loss, eval_* metrics, learning_rate."""
+    """Trainer's log history -> one row per epoch: train_loss, eval_* metrics, learning_rate (the run's closing
+    summary, whose mean loss is `train_loss`, is not an epoch's row)."""
     rows: dict[float, dict] = {}
     for entry in log_history:
         if "epoch" not in entry:
@@ -94,7 +128,7 @@ def history_rows(log_history: list[dict]) -> list[dict]:
                 row[key] = value
             elif key == "learning_rate":
                 row[key] = value
-    return [rows[e] for e in sorted(rows) if any(k.startswith("eval_") for k in rows[e])]
+    return [rows[e] for e in sorted(rows) if any(k.startswith("eval_") or k == "train_loss" for k in rows[e])]
 
 
 def trainer_class(packing: bool = False, class_weights: list[float] | None = None, problem_type: str = SINGLE_LABEL,

@@ -94,6 +94,7 @@ def write_typed_plots(out_dir, problem_type: str, metrics: dict, targets, output
         series = {"eval_mae": "Validation MAE", "eval_rmse": "Validation RMSE"}
         name, ylabel = "error", "Error (original scale)"
     if history:
-        paths += [plot_loss(history, plots / "loss.png"),
-                  _plot_series(history, plots / f"{name}.png", series, ylabel + " per epoch", ylabel)]
+        paths.append(plot_loss(history, plots / "loss.png"))
+    if any(key in row for row in history or [] for key in series):  # not without per-epoch validation
+        paths.append(_plot_series(history, plots / f"{name}.png", series, ylabel + " per epoch", ylabel))
     return paths
