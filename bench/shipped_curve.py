@@ -10,9 +10,10 @@ template and truncation) and scored on the first
 --n reviews of the IMDb held-out 20% (seed 42): accuracy of the argmax (no calibration), ROC-AUC. The finished
 model (--run) is scored the same way, and the untrained start (step 0: the label-word head's zero-shot
 classifier without contextual calibration, i.e. the weights training started from). Minutes of training are
-wall-clock from the run's llmclf_config.yaml (written just before training starts, its time kept when the run
-is published) to each checkpoint's save; the finished model's are metrics.json's train_seconds, measured in
-the run from the same moment.
+each checkpoint's own record (llmclf_train_time.json, written by `llmclf train` as it saves: the seconds of
+every process up to that checkpoint, so a run resumed on another day counts only the work it kept); a
+checkpoint from an older llmclf without it falls back to wall-clock from the run's llmclf_config.yaml (written
+just before training starts) to the checkpoint's save. The finished model's are metrics.json's train_seconds.
 
 Writes bench/results/shipped_curve-<date>.json and a PNG of the curve beside it.
 """
@@ -38,6 +39,19 @@ def score(classifier, texts: list[str], labels: list[int]) -> dict:
     probs = classifier.predict_proba(texts)
     return {"accuracy": round(float(np.mean(probs.argmax(axis=1) == np.asarray(labels))), 4),
             "roc_auc": round(float(roc_auc_score(labels, probs[:, 1])), 4)}
+
+
+def training_time(snapshot: Path, started: float) -> dict:
+    """Minutes of training behind a checkpoint, and on which devices (one segment per process)."""
+    from llmclf.trainer import TRAIN_TIME_FILE
+
+    record = snapshot / TRAIN_TIME_FILE
+    if record.is_file():
+        segments = json.loads(record.read_text())["segments"]
+        return {"minutes": round(sum(s["seconds"] for s in segments) / 60, 1),
+                "devices": [s["device"] for s in segments]}
+    saved = (snapshot / "adapter_model.safetensors").stat().st_mtime
+    return {"minutes": round((saved - started) / 60, 1)}
 
 
 def checkpoint_classifier(snapshot: Path, run: Path, work: Path):
@@ -106,9 +120,8 @@ def main(argv=None) -> None:
         snapshots = [p for p in snapshots if int(p.name.split("-")[1]) in wanted]
     with tempfile.TemporaryDirectory() as work:
         for snapshot in snapshots:
-            saved = (snapshot / "adapter_model.safetensors").stat().st_mtime
             step = json.loads((snapshot / "trainer_state.json").read_text())["global_step"]
-            rows.append({"step": step, "minutes": round((saved - started) / 60, 1),
+            rows.append({"step": step, **training_time(snapshot, started),
                          **score(checkpoint_classifier(snapshot, run, Path(work)), texts, labels)})
             print(rows[-1], flush=True)
     metrics = json.loads((run / "metrics.json").read_text())

@@ -167,3 +167,16 @@ def test_serve_load_measures_each_mode_at_each_concurrency_and_records_the_preci
         (mode, c) for c in (1, 2) for mode in ("batching on", "on, no wait", "batching off")]
     assert all(r["errors"] == 0 and r["requests"] >= 8 and r["throughput_rps"] > 0 for r in rows)
     assert all(r["max_batch_size"] == 1 for r in rows if r["mode"] == "batching off")
+
+
+def test_shipped_curve_takes_each_checkpoints_training_time_from_its_own_record(tmp_path, monkeypatch):
+    """A run resumed on another machine: the checkpoint's minutes are the sum of the processes' kept time, not
+    wall-clock since the run started (which would count the pause between sessions)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    from shipped_curve import training_time
+
+    snapshot = tmp_path / "checkpoint-150"
+    snapshot.mkdir()
+    segments = [{"seconds": 600.0, "steps": 75, "device": "CPU A"}, {"seconds": 300.0, "steps": 150, "device": "CPU B"}]
+    (snapshot / "llmclf_train_time.json").write_text(json.dumps({"segments": segments}))
+    assert training_time(snapshot, started=0.0) == {"minutes": 15.0, "devices": ["CPU A", "CPU B"]}

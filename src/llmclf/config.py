@@ -176,7 +176,7 @@ class TrainArgs:
     accelerate launch, for models that do not fit one device; without it, several processes run DDP."""
     save_steps: int | None = None
     """Also checkpoint every N optimizer steps (None: at each epoch's end only), so a killed long run resumes
-    with --resume losing at most N steps; validation still runs per epoch."""
+    with --resume losing at most N steps; validation still runs per epoch (unless --no-eval-each-epoch)."""
     eval_each_epoch: bool = True
     """Score the validation split after each epoch (the card's training history, the loss and accuracy curves).
     Off, only the finishing step scores it, as `predict` runs the model (metrics.json, the card, the plots but

@@ -114,8 +114,8 @@ def trainer_metrics(id2label: dict[int, str], problem_type: str = SINGLE_LABEL, 
 
 
 def history_rows(log_history: list[dict]) -> list[dict]:
-    """Trainer's log history -> one row per epoch: train_loss, eval_* metrics, learning_rate (the run's closing
-    summary, whose mean loss is `train_loss`, is not an epoch's row)."""
+    """Trainer's log history -> one row per epoch: train_loss, eval_* metrics, learning_rate (the closing
+    summary's mean `train_loss` over the whole run is left out)."""
     rows: dict[float, dict] = {}
     for entry in log_history:
         if "epoch" not in entry:
