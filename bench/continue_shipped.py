@@ -7,8 +7,8 @@ learning-rate-decayed pass over the first N training reviews, a stand-in for abo
 
 It runs llmclf's own `train()` with the recipe (src/llmclf/configs/imdb-sentiment.yaml) and two substitutions:
 the model starts from the shipped adapter and head (trainable, float32 over the bf16 backbone, as a fresh run's
-adapters are) instead of the backbone with a label-word head, and the Trainer's per-epoch evaluation is skipped,
-since the finishing step scores all 5,000 validation reviews as `predict` runs the model and runs the behaviour
+adapters are) instead of the backbone with a label-word head, and the Trainer's per-epoch evaluation is skipped
+(`--no-eval-each-epoch`), since the finishing step scores all 5,000 validation reviews as `predict` runs the model and runs the behaviour
 checks anyway. Learning rate: linear decay from --learning-rate after 5% warm-up; at 1e-4 (a quarter of the
 recipe's peak) it is about where a linear schedule stretched over 1.3 epochs would be at the end of the first.
 
@@ -51,21 +51,12 @@ def shipped_start(args, id2label, precision, problem_type):
 
 def continue_training(reviews: int, learning_rate: float, output: str) -> float:
     import llmclf.train as train_module
-    import llmclf.trainer as trainer_module
     from llmclf.config import resolve_train_args
 
-    plain_arguments = trainer_module.training_arguments
-
-    def without_epoch_evaluation(args, checkpoints, bf16):
-        arguments = plain_arguments(args, checkpoints, bf16)
-        arguments.eval_strategy = "no"
-        return arguments
-
     train_module.build_model = shipped_start
-    trainer_module.training_arguments = without_epoch_evaluation
     args = resolve_train_args(recipe="imdb-sentiment", overrides={
         "data": str(IMDB), "label_names": ["neg", "pos"], "output": output, "max_train_samples": reviews,
-        "learning_rate": learning_rate, "warmup_ratio": 0.05})
+        "learning_rate": learning_rate, "warmup_ratio": 0.05, "eval_each_epoch": False})
     started = time.perf_counter()
     train_module.train(args, overwrite=True)
     return time.perf_counter() - started

@@ -37,7 +37,7 @@ def train_command(data: str, label_names: str, recipe: str, reviews: int, flags:
     return [sys.executable, "-m", "llmclf", "train", "--data", data,
             *(["--label-names", label_names] if label_names else []),
             "--recipe", recipe, "--max-train-samples", str(reviews), "--max-eval-samples", str(n_eval),
-            "--save-steps", "100000", *flags, "--output", str(output)]
+            "--save-steps", "100000", "--save-minutes", "100000", *flags, "--output", str(output)]
 
 
 def one_run(args, name: str, reviews: int, flags: list[str], workdir: Path) -> dict:

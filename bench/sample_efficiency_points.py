@@ -208,7 +208,7 @@ def trained_point(task: Task, template: str, head: str, size: int, settings: dic
     output = Path(tempfile.mkdtemp(prefix=f"{task.name}-{template}-{head}-{size}-", dir=work)) / "model"
     # The recipe's LoRA and optimiser settings; the template, head and label words are this bench's variants.
     base = {k: v for k, v in read_yaml_config(recipe_path(RECIPE)).items()
-            if k not in ("prompt_template", "head_init", "label_words", "save_steps")}
+            if k not in ("prompt_template", "head_init", "label_words", "save_steps", "save_minutes")}
     args = resolve_train_args(overrides={**base,
         "data": str(data), "validation_data": str(validation), "label_names": task.labels,
         "model": settings["model"], "max_length": settings["max_length"], "truncation": "head",

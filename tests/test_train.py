@@ -117,10 +117,12 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path, news_json
 
 
 @pytest.mark.slow  # trains in a subprocess, kills it, resumes
-def test_resume_from_a_mid_epoch_save_steps_checkpoint_after_sigkill(tmp_path, news_jsonl):
-    """--save-steps 5 checkpoints inside the first epoch (16 steps); a run killed once that checkpoint exists
-    resumes from it (not from the start) and ends with the uninterrupted run's loss and accuracy."""
-    args = [*TINY, "--save-steps", "5"]
+@pytest.mark.parametrize("every", [["--save-steps", "5"], ["--save-minutes", "0.0001"]], ids=["steps", "minutes"])
+def test_resume_from_a_mid_epoch_checkpoint_after_sigkill(tmp_path, news_jsonl, every):
+    """--save-steps 5 (or --save-minutes, here a checkpoint after every step) checkpoints inside the first epoch
+    (16 steps); a run killed once that checkpoint exists resumes from it (not from the start) and ends with the
+    uninterrupted run's loss and accuracy."""
+    args = [*TINY, *every]
     killed = tmp_path / "killed"
     command = [sys.executable, "-m", "llmclf", "train", "--data", str(news_jsonl), "--output", str(killed), *args]
     checkpoints = kill_at_first_checkpoint(command, staging_path(killed) / "checkpoints")
@@ -137,6 +139,24 @@ def test_resume_from_a_mid_epoch_save_steps_checkpoint_after_sigkill(tmp_path, n
     assert resumed["loss"] == pytest.approx(expected["loss"], abs=1e-4)
     assert resumed["accuracy"] == expected["accuracy"]
     assert [json.loads(row)["epoch"] for row in (killed / "history.jsonl").read_text().splitlines()] == [1.0, 2.0, 3.0]
+
+
+def test_save_minutes_asks_for_a_checkpoint_at_the_first_step_end_past_the_time_since_the_last():
+    from transformers import TrainerControl, TrainerState
+
+    from llmclf.trainer import save_every_minutes_callback
+
+    now = [100.0]
+    callback = save_every_minutes_callback(8, clock=lambda: now[0])
+    state, control = TrainerState(), TrainerControl()
+    now[0] += 8 * 60 - 1
+    assert not callback.on_step_end(None, state, control).should_save
+    now[0] += 1
+    assert callback.on_step_end(None, state, control).should_save
+    control.should_save = False
+    callback.on_save(None, state, control)  # Trainer saved (for this or another reason): the clock restarts
+    now[0] += 8 * 60 - 1
+    assert not callback.on_step_end(None, state, control).should_save
 
 
 def test_padding_to_a_multiple_gives_the_same_logits_and_loss():

@@ -218,7 +218,8 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
     # Imported after the cheap checks: transformers' Trainer takes seconds to import, and a typo should not wait.
     from accelerate import PartialState
 
-    from llmclf.trainer import earlier_segments, history_rows, train_time_callback, training_arguments
+    from llmclf.trainer import (earlier_segments, history_rows, save_every_minutes_callback, train_time_callback,
+                                training_arguments)
 
     precision = resolve_precision(args.precision, default_device())
     model, tokenizer, prompt = build_model(args, splits.id2label, precision, splits.problem_type)
@@ -234,8 +235,10 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
         device = device_summary(default_device())
         earlier = earlier_segments(Path(training_args.output_dir)) if resume else []
         started = time.perf_counter()
-        timer = train_time_callback(earlier or [], device, started)
-        trainer = build_trainer(args, model, tokenizer, prompt, splits, training_args, class_weights, (timer,))
+        callbacks = [train_time_callback(earlier or [], device, started)]
+        if args.save_minutes:
+            callbacks.append(save_every_minutes_callback(args.save_minutes))
+        trainer = build_trainer(args, model, tokenizer, prompt, splits, training_args, class_weights, tuple(callbacks))
         result = trainer.train(resume_from_checkpoint=True if resume else None)
         segments = [*(earlier or []), {"seconds": round(time.perf_counter() - started, 2),
                                        "steps": trainer.state.global_step, "device": device}]

@@ -91,6 +91,27 @@ def train_time_callback(earlier: list[dict], device: str, started: float):
     return TrainTime()
 
 
+def save_every_minutes_callback(minutes: float, clock=time.monotonic):
+    """Asks Trainer for a checkpoint at the end of the first optimizer step that comes `minutes` or more after
+    the last checkpoint (or the start of this process): a bound in time on the work a kill can lose, where
+    save_steps is a bound in steps whose time depends on the machine."""
+    from transformers import TrainerCallback
+
+    class SaveEveryMinutes(TrainerCallback):
+        def __init__(self):
+            self.last = clock()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if clock() - self.last >= minutes * 60:
+                control.should_save = True
+            return control
+
+        def on_save(self, args, state, control, **kwargs):
+            self.last = clock()
+
+    return SaveEveryMinutes()
+
+
 def trainer_metrics(id2label: dict[int, str], problem_type: str = SINGLE_LABEL, standardiser=None):
     """Trainer's compute_metrics, flattened to scalars for its logs: our metrics on softmax probabilities; for
     multi-label on sigmoid probabilities at threshold 0.5; for regression on the original scale (`standardiser`
