@@ -166,3 +166,13 @@ def test_two_ranks_match_one_process_for_multi_label_and_regression(tmp_path, ty
     else:
         assert (saved["target_mean"], saved["target_std"]) == (reference["target_mean"], reference["target_std"])
         assert saved["interval"]["halfwidth"] == pytest.approx(reference["interval"]["halfwidth"], abs=1e-5)
+
+
+def test_timed_checkpoints_are_taken_by_every_rank_together(tmp_path, news_jsonl):
+    """--save-minutes under FSDP (a checkpoint after every step here): saving gathers the shards, so a save one
+    rank's clock asks for must be taken by both; the run finishes instead of hanging."""
+    out = tmp_path / "fsdp"
+    done = torchrun("train", "--data", news_jsonl, "--output", out, "--batch-size", "8", *COMMON, "--fsdp",
+                    "--save-minutes", "0.0001", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["training"]["world_size"] == 2

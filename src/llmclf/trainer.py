@@ -102,7 +102,7 @@ def save_every_minutes_callback(minutes: float, clock=time.monotonic):
             self.last = clock()
 
         def on_step_end(self, args, state, control, **kwargs):
-            if clock() - self.last >= minutes * 60:
+            if due_on_any_rank(clock() - self.last >= minutes * 60):
                 control.should_save = True
             return control
 
@@ -110,6 +110,20 @@ def save_every_minutes_callback(minutes: float, clock=time.monotonic):
             self.last = clock()
 
     return SaveEveryMinutes()
+
+
+def due_on_any_rank(due: bool) -> bool:
+    """Under torchrun every rank must save together (FSDP gathers the shards to save): a checkpoint one rank's
+    clock asks for is taken by all of them."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return due
+    import torch
+
+    flag = torch.tensor([int(due)])
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def trainer_metrics(id2label: dict[int, str], problem_type: str = SINGLE_LABEL, standardiser=None):
