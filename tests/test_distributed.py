@@ -168,9 +168,27 @@ def test_two_ranks_match_one_process_for_multi_label_and_regression(tmp_path, ty
         assert saved["interval"]["halfwidth"] == pytest.approx(reference["interval"]["halfwidth"], abs=1e-5)
 
 
-def test_timed_checkpoints_are_taken_by_every_rank_together(tmp_path, news_jsonl):
-    """--save-minutes under FSDP (a checkpoint after every step here): saving gathers the shards, so a save one
-    rank's clock asks for must be taken by both; the run finishes instead of hanging."""
+def test_a_checkpoint_that_one_rank_asks_for_is_taken_by_both(tmp_path):
+    """Two real gloo ranks whose clocks disagree (rank 0 is due for a timed checkpoint, rank 1 is not): both
+    decide to save."""
+    script = tmp_path / "due.py"
+    script.write_text("import os, torch.distributed as dist\n"
+                      "from llmclf.trainer import due_on_any_rank\n"
+                      "dist.init_process_group('gloo')\n"
+                      "rank = dist.get_rank()\n"
+                      "print(f'rank {rank} saves: {due_on_any_rank(rank == 0)}', flush=True)\n"
+                      "dist.destroy_process_group()\n")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                           "127.0.0.1", "--master_port", str(free_port()), str(script)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(line for line in done.stdout.splitlines() if line.startswith("rank")) == [
+        "rank 0 saves: True", "rank 1 saves: True"]
+
+
+def test_timed_checkpoints_under_fsdp_finish(tmp_path, news_jsonl):
+    """--save-minutes under FSDP, a checkpoint after every step here (saving gathers the shards from both
+    ranks): the run finishes."""
     out = tmp_path / "fsdp"
     done = torchrun("train", "--data", news_jsonl, "--output", out, "--batch-size", "8", *COMMON, "--fsdp",
                     "--save-minutes", "0.0001", cwd=tmp_path)
