@@ -75,7 +75,7 @@ def kill_at_first_checkpoint(command: list[str], checkpoints):
     """Start a training run and SIGKILL it as soon as its first checkpoint is complete (its training time, the
     last file written, included); the checkpoints folder."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
+    deadline = time.time() + 600  # a slow or busy machine imports transformers slowly
     while time.time() < deadline and not list(checkpoints.glob(f"checkpoint-*/{TRAIN_TIME_FILE}")):
         time.sleep(0.02)
     os.kill(process.pid, signal.SIGKILL)

@@ -37,6 +37,11 @@ def _series(history: list[dict], key: str) -> tuple[list[float], list[float]]:
     return [float(r["epoch"]) for r in rows], [float(r[key]) for r in rows]
 
 
+def has_series(history: list[dict] | None, keys) -> bool:
+    """Whether any history row holds one of ``keys`` (a run without per-epoch validation logs no eval series)."""
+    return any(key in row for row in history or [] for key in keys)
+
+
 def _plot_series(history: list[dict], path, series: dict[str, str], title: str, ylabel: str) -> pathlib.Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for key, label in series.items():
@@ -128,8 +133,8 @@ def write_plots(out_dir, metrics: dict, labels, probs, history: list[dict] | Non
     ]
     if history:
         paths.append(plot_loss(history, plots / "loss.png"))
-    if any(key in row for row in history or [] for key in ("train_accuracy", "eval_accuracy")):
-        paths.append(plot_accuracy(history, plots / "accuracy.png"))  # not without per-epoch validation
+    if has_series(history, ("train_accuracy", "eval_accuracy")):
+        paths.append(plot_accuracy(history, plots / "accuracy.png"))
     return paths
 
 

@@ -234,14 +234,13 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
         state.wait_for_everyone()
         device = device_summary(default_device())
         earlier = earlier_segments(Path(training_args.output_dir)) if resume else []
-        started = time.perf_counter()
-        callbacks = [train_time_callback(earlier or [], device, started)]
+        train_time = train_time_callback(earlier or [], device, time.perf_counter())
+        callbacks = [train_time]
         if args.save_minutes:
             callbacks.append(save_every_minutes_callback(args.save_minutes))
         trainer = build_trainer(args, model, tokenizer, prompt, splits, training_args, class_weights, tuple(callbacks))
         result = trainer.train(resume_from_checkpoint=True if resume else None)
-        segments = [*(earlier or []), {"seconds": round(time.perf_counter() - started, 2),
-                                       "steps": trainer.state.global_step, "device": device}]
+        segments = train_time.segments(trainer.state.global_step)
         checksums = rank_checksums(trainer.model, state)
         if not state.is_main_process:  # rank 0 alone scores the final model and writes
             return output

@@ -82,11 +82,15 @@ def train_time_callback(earlier: list[dict], device: str, started: float):
     from transformers import TrainerCallback
 
     class TrainTime(TrainerCallback):
+        def segments(self, step: int) -> list[dict]:
+            """The earlier processes' segments plus this one's up to now, at optimizer step `step`."""
+            return [*earlier, {"seconds": round(time.perf_counter() - started, 2), "steps": step, "device": device}]
+
         def on_save(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
-                now = {"seconds": round(time.perf_counter() - started, 2), "steps": state.global_step, "device": device}
                 folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-                (folder / TRAIN_TIME_FILE).write_text(json.dumps({"segments": [*earlier, now]}), encoding="utf-8")
+                record = {"segments": self.segments(state.global_step)}
+                (folder / TRAIN_TIME_FILE).write_text(json.dumps(record), encoding="utf-8")
 
     return TrainTime()
 

@@ -11,7 +11,7 @@ import pathlib
 
 import numpy as np
 
-from llmclf.plots import _plot_series, _save, plot_loss, plt
+from llmclf.plots import _plot_series, _save, has_series, plot_loss, plt
 from llmclf.problem_types import MULTI_LABEL
 
 
@@ -95,6 +95,6 @@ def write_typed_plots(out_dir, problem_type: str, metrics: dict, targets, output
         name, ylabel = "error", "Error (original scale)"
     if history:
         paths.append(plot_loss(history, plots / "loss.png"))
-    if any(key in row for row in history or [] for key in series):  # not without per-epoch validation
+    if has_series(history, series):
         paths.append(_plot_series(history, plots / f"{name}.png", series, ylabel + " per epoch", ylabel))
     return paths
