@@ -46,6 +46,24 @@ def test_write_plots_without_history_writes_two(tmp_path):
         assert sorted(p.name for p in (tmp_path / str(history) / "plots").iterdir()) == sorted(p.name for p in paths)
 
 
+
+def test_typed_plots_draw_the_per_epoch_error_curve_only_when_validation_ran(tmp_path):
+    """A regression run without per-epoch validation logs only its training loss: no empty error curve."""
+    from llmclf.problem_types import REGRESSION
+    from llmclf.type_plots import write_typed_plots
+
+    rng = np.random.default_rng(0)
+    targets = rng.normal(size=40)
+    outputs = targets + rng.normal(scale=0.3, size=40)
+    losses = [{"epoch": 1.0, "train_loss": 0.5}, {"epoch": 2.0, "train_loss": 0.3}]
+    per_epoch = [*losses, {"epoch": 1.0, "eval_mae": 0.4, "eval_rmse": 0.5}, {"epoch": 2.0, "eval_mae": 0.3}]
+    drawn = {name: write_typed_plots(tmp_path / name, REGRESSION, {}, targets, outputs, history)
+             for name, history in (("per_epoch", per_epoch), ("losses", losses))}
+    assert [p.name for p in drawn["per_epoch"]] == ["predicted_vs_true.png", "residuals.png", "loss.png", "error.png"]
+    assert [p.name for p in drawn["losses"]] == ["predicted_vs_true.png", "residuals.png", "loss.png"]
+    for path in drawn["per_epoch"]:
+        assert_png(path)
+
 @pytest.fixture
 def figures(monkeypatch):
     """The figures the plot functions draw, kept for inspection after they are written and closed."""
