@@ -46,7 +46,6 @@ def test_write_plots_without_history_writes_two(tmp_path):
         assert sorted(p.name for p in (tmp_path / str(history) / "plots").iterdir()) == sorted(p.name for p in paths)
 
 
-
 def test_typed_plots_draw_the_per_epoch_error_curve_only_when_validation_ran(tmp_path):
     """A regression run without per-epoch validation logs only its training loss: no empty error curve."""
     from llmclf.problem_types import REGRESSION
@@ -63,6 +62,7 @@ def test_typed_plots_draw_the_per_epoch_error_curve_only_when_validation_ran(tmp
     assert [p.name for p in drawn["losses"]] == ["predicted_vs_true.png", "residuals.png", "loss.png"]
     for path in drawn["per_epoch"]:
         assert_png(path)
+
 
 @pytest.fixture
 def figures(monkeypatch):
