@@ -117,6 +117,31 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path, news_json
 
 
 @pytest.mark.slow  # trains in a subprocess, kills it, resumes
+def test_resuming_a_run_killed_in_its_finishing_step_takes_no_further_step(tmp_path, news_jsonl):
+    """--epochs 0.5 (8 of an epoch's 16 steps) ends mid-epoch; its one checkpoint is the final one. Killed after
+    it, --resume only runs the finishing step: no ninth step (which transformers would take, at learning rate
+    0), the uninterrupted run's metrics, and the killed process's time as the whole training time."""
+    args = [*TINY, "--epochs", "0.5"]
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "llmclf", "train", "--data", str(news_jsonl), "--output", str(killed), *args]
+    checkpoints = kill_at_first_checkpoint(command, staging_path(killed) / "checkpoints")
+    [kept] = list(checkpoints.glob("checkpoint-*"))
+    assert kept.name == "checkpoint-8" and not killed.exists()
+    [before] = json.loads((kept / TRAIN_TIME_FILE).read_text())["segments"]
+
+    assert main(["train", "--data", str(news_jsonl), "--output", str(killed), *args, "--resume"]) == 0
+    straight = tmp_path / "straight"
+    assert main(["train", "--data", str(news_jsonl), "--output", str(straight), *args]) == 0
+    resumed, expected = (json.loads((run / "metrics.json").read_text()) for run in (killed, straight))
+    assert resumed["validation"]["loss"] == pytest.approx(expected["validation"]["loss"], abs=1e-4)
+    assert resumed["validation"]["accuracy"] == expected["validation"]["accuracy"]
+    training = resumed["training"]
+    assert training["steps"] == expected["training"]["steps"] == 8
+    assert training["train_segments"] == [before] and training["train_loss"] is None
+    assert [json.loads(row)["epoch"] for row in (killed / "history.jsonl").read_text().splitlines()] == [0.5]
+
+
+@pytest.mark.slow  # trains in a subprocess, kills it, resumes
 @pytest.mark.parametrize("every", [["--save-steps", "5"], ["--save-minutes", "0.0001"]], ids=["steps", "minutes"])
 def test_resume_from_a_mid_epoch_checkpoint_after_sigkill(tmp_path, news_jsonl, every):
     """--save-steps 5 (or --save-minutes, here a checkpoint after every step) checkpoints inside the first epoch

@@ -218,8 +218,8 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
     # Imported after the cheap checks: transformers' Trainer takes seconds to import, and a typo should not wait.
     from accelerate import PartialState
 
-    from llmclf.trainer import (earlier_segments, history_rows, save_every_minutes_callback, train_time_callback,
-                                training_arguments)
+    from llmclf.trainer import (earlier_segments, finished_checkpoint, history_rows, load_finished,
+                                save_every_minutes_callback, train_time_callback, training_arguments)
 
     precision = resolve_precision(args.precision, default_device())
     model, tokenizer, prompt = build_model(args, splits.id2label, precision, splits.problem_type)
@@ -239,8 +239,14 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
         if args.save_minutes:
             callbacks.append(save_every_minutes_callback(args.save_minutes))
         trainer = build_trainer(args, model, tokenizer, prompt, splits, training_args, class_weights, tuple(callbacks))
-        result = trainer.train(resume_from_checkpoint=True if resume else None)
-        segments = train_time.segments(trainer.state.global_step)
+        # FSDP checkpoints hold shards that only Trainer's own resume path gathers, so FSDP keeps it.
+        finished = finished_checkpoint(Path(training_args.output_dir)) if resume and not args.fsdp else None
+        if finished:  # killed in its finishing step: no training left, only the finishing step
+            load_finished(trainer, finished)
+            training_loss, segments = None, earlier or []
+        else:
+            training_loss = trainer.train(resume_from_checkpoint=True if resume else None).training_loss
+            segments = train_time.segments(trainer.state.global_step)
         checksums = rank_checksums(trainer.model, state)
         if not state.is_main_process:  # rank 0 alone scores the final model and writes
             return output
@@ -253,7 +259,7 @@ def train(args: TrainArgs, overwrite: bool = False, resume: bool = False) -> Pat
             "train_examples": len(splits.train),
             "epochs": args.epochs,
             "steps": trainer.state.global_step,
-            "train_loss": result.training_loss,
+            "train_loss": training_loss,  # this process's steps only (null when it took none)
             "best_checkpoint": trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).name,
             "world_size": state.num_processes,
             "bf16": precision == "bf16",

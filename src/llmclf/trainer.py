@@ -75,6 +75,32 @@ def earlier_segments(checkpoints: Path) -> list[dict] | None:
     return json.loads(record.read_text(encoding="utf-8"))["segments"] if record and record.is_file() else None
 
 
+def finished_checkpoint(checkpoints: Path) -> str | None:
+    """The last checkpoint when its run has no steps left (global_step at max_steps), else None. A run killed in
+    its finishing step leaves one. Resumed from it, Trainer would still take one more optimizer step (at learning
+    rate 0, so the weights stay put, but the step count, loss and time would not) whenever the run ends
+    mid-epoch, as `--epochs 1.35` does: it checks max_steps only after a step."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    state = Path(last) / "trainer_state.json" if last else None
+    if not (state and state.is_file()):
+        return None
+    saved = json.loads(state.read_text(encoding="utf-8"))
+    return last if saved["global_step"] >= saved["max_steps"] else None
+
+
+def load_finished(trainer, checkpoint: str) -> None:
+    """Puts a finished run's weights and state into `trainer`, as trainer.train(resume_from_checkpoint=...) would
+    before its first step, without taking that step."""
+    from transformers import TrainerState
+
+    trainer._load_from_checkpoint(checkpoint)  # adapter, head or full model, the way Trainer resumes each
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    if trainer.args.load_best_model_at_end and trainer.state.best_model_checkpoint:
+        trainer._load_best_model()  # as train() ends a --best-metric run
+
+
 def train_time_callback(earlier: list[dict], device: str, started: float):
     """Writes the training time so far into each checkpoint as it is saved (the earlier processes' segments plus
     this one's, measured from `started`), so that a run resumed on another day, or another machine, reports
