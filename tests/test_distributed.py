@@ -172,18 +172,18 @@ def test_a_checkpoint_that_one_rank_asks_for_is_taken_by_both(tmp_path):
     """Two real gloo ranks whose clocks disagree (rank 0 is due for a timed checkpoint, rank 1 is not): both
     decide to save."""
     script = tmp_path / "due.py"
-    script.write_text("import os, torch.distributed as dist\n"
+    # Each rank writes its own file: two processes printing to one pipe can interleave within a line.
+    script.write_text("import pathlib, torch.distributed as dist\n"
                       "from llmclf.trainer import due_on_any_rank\n"
                       "dist.init_process_group('gloo')\n"
                       "rank = dist.get_rank()\n"
-                      "print(f'rank {rank} saves: {due_on_any_rank(rank == 0)}', flush=True)\n"
+                      "pathlib.Path(f'rank{rank}.txt').write_text(str(due_on_any_rank(rank == 0)))\n"
                       "dist.destroy_process_group()\n")
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
                            "127.0.0.1", "--master_port", str(free_port()), str(script)],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(line for line in done.stdout.splitlines() if line.startswith("rank")) == [
-        "rank 0 saves: True", "rank 1 saves: True"]
+    assert [(tmp_path / f"rank{rank}.txt").read_text() for rank in (0, 1)] == ["True", "True"]
 
 
 def test_timed_checkpoints_under_fsdp_finish(tmp_path, news_jsonl):
