@@ -221,7 +221,8 @@ def test_saved_truncation_is_the_default_and_a_flag_overrides_it(tiny_classifier
 
     import yaml
 
-    from llmclf.cli import build_parser, classifier_options
+    from llmclf.cli import build_parser
+    from llmclf.commands import classifier_options
 
     model = tmp_path / "model"
     shutil.copytree(tiny_classifier_dir, model)
