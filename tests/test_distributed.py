@@ -194,3 +194,19 @@ def test_timed_checkpoints_under_fsdp_finish(tmp_path, news_jsonl):
                     "--save-minutes", "0.0001", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((out / "metrics.json").read_text())["training"]["world_size"] == 2
+
+
+def test_each_rank_leaves_the_process_group_when_train_returns(tmp_path, news_jsonl):
+    """`llmclf train` destroys the process group on every rank before returning: left to interpreter shutdown,
+    gloo's threads can abort a rank that had finished (SIGABRT, "terminate called without an active exception")."""
+    script = tmp_path / "leave.py"
+    argv = ["train", "--data", str(news_jsonl), "--output", str(tmp_path / "ddp"), "--batch-size", "8", *COMMON]
+    script.write_text("import os, pathlib, torch.distributed as dist\n"
+                      "from llmclf.cli import main\n"
+                      f"code = main({argv!r})\n"
+                      "pathlib.Path(f'rank{os.environ[\"RANK\"]}.txt').write_text(f'{code} {dist.is_initialized()}')\n")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                           "127.0.0.1", "--master_port", str(free_port()), str(script)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [(tmp_path / f"rank{rank}.txt").read_text() for rank in (0, 1)] == ["0 False", "0 False"]
