@@ -161,6 +161,59 @@ def test_recall_objective_is_fitted_saved_and_reported():
     assert reported["target_recall"] == 0.95 and reported["at_threshold"]["recall"] >= 0.95 - 1e-12
 
 
+def exact_sign_test(gains: int, moved: int) -> float:
+    """P(at least `gains` heads in `moved` fair coin flips), summed term by term."""
+    from math import comb
+
+    return sum(comb(moved, k) for k in range(gains, moved + 1)) / 2 ** moved
+
+
+# Two positives scored 0.4 and 0.45: a cut at 0.35 gets them right, 0.5 gets them wrong; no other row moves.
+FEW_LABELS, FEW_SCORES = [0, 0, 1, 1, 0, 1, 0, 1], [0.1, 0.2, 0.4, 0.45, 0.3, 0.9, 0.05, 0.8]
+
+
+def test_an_accuracy_threshold_replaces_half_only_with_a_significant_gain():
+    few = tune_threshold(FEW_LABELS, FEW_SCORES)
+    assert (few.threshold, few.p_value) == (0.5, exact_sign_test(2, 2)) == (0.5, 0.25)
+    assert few.value == accuracy_score(FEW_LABELS, (np.array(FEW_SCORES) >= 0.5).astype(int)) == 0.75
+    more = tune_threshold(FEW_LABELS * 3, FEW_SCORES * 3)  # the same pattern three times: six moves, all right
+    assert (more.threshold, more.p_value, more.value) == (pytest.approx(0.35), exact_sign_test(6, 6), 1.0)
+    assert more.p_value < 0.05
+    # f1 and the precision/recall targets are asked for explicitly, and tune on whatever data they get
+    assert tune_threshold(FEW_LABELS, FEW_SCORES, "f1").threshold == pytest.approx(0.35)
+    assert tune_threshold(FEW_LABELS, FEW_SCORES, "recall", target_recall=1.0).threshold < 0.4
+
+
+def test_the_gain_p_value_counts_the_rows_that_move_either_way():
+    labels, scores = noisy_binary()  # 82 rows move from 0.5 to the tuned cut: 53 become right, 29 wrong
+    choice = tune_threshold(labels, scores)
+    tuned, half = scores >= choice.threshold, scores >= 0.5
+    moved = tuned != half
+    gains = int((tuned[moved] == labels[moved].astype(bool)).sum())
+    assert 0 < gains < moved.sum(), "some moves are wrong: a real two-sided count"
+    assert choice.p_value == pytest.approx(exact_sign_test(gains, int(moved.sum())), rel=1e-9)
+    assert choice.p_value < 0.05 and choice.threshold != 0.5
+
+
+def test_the_p_value_is_saved_and_reported_with_the_threshold():
+    from llmclf.analysis import calibration_metrics
+    from llmclf.report import trust_rows
+
+    scores = np.array(FEW_SCORES)
+    logits = np.log(np.stack([1 - scores, scores], axis=1))
+    calibration = fit_calibration(logits, FEW_LABELS)
+    assert (calibration.threshold, calibration.threshold_p_value) == (0.5, 0.25)  # T keeps 0.5 where it is
+    assert calibration.to_record(temperature_in_head=True)["threshold_p_value"] == 0.25
+    metrics = calibration_metrics(np.array(FEW_LABELS), logits, calibration)
+    assert metrics["threshold_p_value"] == 0.25
+    row = dict(trust_rows(metrics))["decision threshold (tuned for accuracy)"]
+    assert row.endswith("(no cut's gain over 0.5 was significant on validation: p = 0.25, sign test)")
+    f1 = fit_calibration(logits, FEW_LABELS, "f1")
+    assert f1.threshold_p_value is None
+    assert not dict(trust_rows(calibration_metrics(np.array(FEW_LABELS), logits, f1)))[
+        "decision threshold (tuned for f1)"].endswith(")")
+
+
 def test_threshold_ties_keep_half_and_bad_objectives_are_refused():
     # perfectly separated: every cut between 0.2 and 0.8 is right, so the argmax rule (0.5) stays
     assert tune_threshold([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]).threshold == 0.5

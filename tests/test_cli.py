@@ -51,6 +51,24 @@ def test_binary_run_writes_every_artifact(binary_run):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_threshold_and_its_evidence_are_saved_reported_and_reproduced(binary_run, sentiment_csv, tmp_path):
+    """The default objective (accuracy): the threshold's p-value against 0.5 travels from train's validation
+    metrics to the saved calibration, the card, and `evaluate` on the same rows."""
+    from llmclf.artifacts import read_calibration
+    from llmclf.calibration import THRESHOLD_SIGNIFICANCE
+
+    validation = json.loads((binary_run / "metrics.json").read_text())["validation"]
+    p_value = validation["threshold_p_value"]
+    assert 0 < p_value <= 1 and validation["threshold_objective"] == "accuracy"
+    assert (validation["threshold"] == 0.5) == (p_value >= THRESHOLD_SIGNIFICANCE)
+    assert read_calibration(binary_run)["threshold_p_value"] == p_value
+    assert f"p = {p_value:.2g}, sign test" in (binary_run / "README.md").read_text()
+    run("evaluate", "--model", binary_run, "--data", sentiment_csv, "--text-column", "review", "--output",
+        tmp_path / "eval")
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())["test"]
+    assert (evaluated["threshold"], evaluated["threshold_p_value"]) == (validation["threshold"], p_value)
+
+
 def test_binary_run_metrics_history_and_config(binary_run):
     results = json.loads((binary_run / "metrics.json").read_text())
     assert set(results) == {"validation", "test", "training"}

@@ -17,6 +17,8 @@ calibrated probabilities -- the probabilities the saved model gives -- so `loss`
     ece, ece_calibrated expected calibration error (15 equal-width bins, top-class confidence) before/after T
     threshold           binary: label id 1 when its probability >= threshold (null: argmax)
     threshold_objective, target_precision, target_recall   what the threshold was tuned for
+    threshold_p_value   objective accuracy: p-value of the best threshold's gain over 0.5 on validation (a
+                        one-sided sign test); the threshold stays 0.5 unless it is below 0.05
     at_threshold        binary: accuracy, precision/recall/F1 of label id 1, macro F1 of the thresholded decisions
     coverage_at_99_accuracy, min_confidence_at_99_accuracy (and _98_): the largest share of examples that
                         `--min-confidence` can keep while the kept ones are that accurate, and the cut-off
@@ -105,6 +107,7 @@ def calibration_metrics(labels, logits, calibration: Calibration) -> dict:
         "threshold_objective": calibration.threshold_objective if calibration.threshold is not None else None,
         "target_precision": calibration.target_precision if calibration.threshold is not None else None,
         "target_recall": calibration.target_recall if calibration.threshold is not None else None,
+        "threshold_p_value": calibration.threshold_p_value if calibration.threshold is not None else None,
         "at_threshold": None,
     }
     if calibration.threshold is not None:
@@ -297,7 +300,8 @@ def model_logits(classifier, texts: list[str], model_dir: str | None = None) -> 
     calibration = Calibration(temperature=in_head * classifier.temperature, threshold=classifier.threshold,
                               threshold_objective=record.get("threshold_objective") or "accuracy",
                               target_precision=record.get("target_precision"),
-                              target_recall=record.get("target_recall"))
+                              target_recall=record.get("target_recall"),
+                              threshold_p_value=record.get("threshold_p_value"))
     return logits, calibration
 
 

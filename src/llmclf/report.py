@@ -12,6 +12,7 @@ import pathlib
 
 import yaml
 
+from llmclf.calibration import THRESHOLD_SIGNIFICANCE
 from llmclf.models import HUB_IDS
 
 CARD_METRICS = (("accuracy", "accuracy", "accuracy"), ("f1", "f1_macro", "f1 (macro)"),
@@ -322,6 +323,14 @@ def fmt_percent(value) -> str:
     return "n/a" if value is None else f"{100 * float(value):.1f}%"
 
 
+def threshold_evidence(p_value: float | None) -> str:
+    """Why an accuracy-tuned threshold was kept or left at 0.5, as the words after it ('' for other objectives)."""
+    if p_value is None:
+        return ""
+    verdict = "gain over 0.5" if p_value < THRESHOLD_SIGNIFICANCE else "no cut's gain over 0.5 was significant"
+    return f" ({verdict} on validation: p = {p_value:.2g}, sign test)"
+
+
 def trust_rows(m: dict) -> list[list[str]]:
     """Calibration, threshold and abstention numbers of one split's metrics, as (what, value) rows."""
     rows = [["temperature (fitted on validation)", fmt_number(m.get("temperature"))],
@@ -334,7 +343,8 @@ def trust_rows(m: dict) -> list[list[str]]:
             objective = f"precision >= {m.get('target_precision')}"
         elif objective == "recall":
             objective = f"recall >= {m.get('target_recall')}"
-        rows.append(["decision threshold (tuned for " + str(objective) + ")", fmt_number(m["threshold"])])
+        rows.append(["decision threshold (tuned for " + str(objective) + ")",
+                     fmt_number(m["threshold"]) + threshold_evidence(m.get("threshold_p_value"))])
         at = m.get("at_threshold") or {}
         rows.append(["at the threshold: accuracy / precision / recall / F1",
                      " / ".join(fmt_number(at.get(k)) for k in ("accuracy", "precision", "recall", "f1"))])

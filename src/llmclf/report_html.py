@@ -15,7 +15,7 @@ import pathlib
 import re
 
 from llmclf.report import (HISTORY_KEYS, RESULT_KEYS, SPLITS, describe_base_model, flatten_config, fmt_config,
-                           fmt_number, fmt_percent, merge_history, method)
+                           fmt_number, fmt_percent, merge_history, method, threshold_evidence)
 
 REPORT_CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1100px;margin:2rem auto;padding:0 1rem;
@@ -165,7 +165,7 @@ def _calibration(splits: dict, figures: list[str]) -> str:
 
 
 def _threshold(splits: dict) -> str:
-    rows = [[name, m.get("threshold"), m.get("threshold_objective"),
+    rows = [[name, f"{m['threshold']:.4g}{threshold_evidence(m.get('threshold_p_value'))}", m.get("threshold_objective"),
              *((m.get("at_threshold") or {}).get(k) for k in ("accuracy", "precision", "recall", "f1"))]
             for name, m in splits.items() if m.get("threshold") is not None]
     if not rows:
