@@ -62,7 +62,8 @@ def test_the_threshold_and_its_evidence_are_saved_reported_and_reproduced(binary
     assert 0 < p_value <= 1 and validation["threshold_objective"] == "accuracy"
     assert (validation["threshold"] == 0.5) == (p_value >= THRESHOLD_SIGNIFICANCE)
     assert read_calibration(binary_run)["threshold_p_value"] == p_value
-    assert f"p = {p_value:.2g}, sign test" in (binary_run / "README.md").read_text()
+    for page in ("README.md", "report.html"):
+        assert f"p = {p_value:.2g}, sign test" in (binary_run / page).read_text(), page
     run("evaluate", "--model", binary_run, "--data", sentiment_csv, "--text-column", "review", "--output",
         tmp_path / "eval")
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())["test"]

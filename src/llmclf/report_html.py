@@ -165,7 +165,8 @@ def _calibration(splits: dict, figures: list[str]) -> str:
 
 
 def _threshold(splits: dict) -> str:
-    rows = [[name, f"{m['threshold']:.4g}{threshold_evidence(m.get('threshold_p_value'))}", m.get("threshold_objective"),
+    rows = [[name, fmt_number(m["threshold"]) + threshold_evidence(m.get("threshold_p_value")),
+             m.get("threshold_objective"),
              *((m.get("at_threshold") or {}).get(k) for k in ("accuracy", "precision", "recall", "f1"))]
             for name, m in splits.items() if m.get("threshold") is not None]
     if not rows:
