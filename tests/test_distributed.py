@@ -9,6 +9,7 @@ import json
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,11 +29,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def launcher() -> list[str]:
+    """torchrun for 2 local ranks on a free port, up to the program to run."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+            "--master_port", str(free_port())]
+
+
 def torchrun(*argv, cwd) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(free_port()),
-               "-m", "llmclf", *map(str, argv)]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run([*launcher(), "-m", "llmclf", *map(str, argv)], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def rank_answers(script: Path) -> list[str]:
+    """Run `script` on 2 gloo ranks; what rank 0 and rank 1 wrote to rank0.txt and rank1.txt beside it. Each rank
+    writes its own file: two processes printing to one pipe can interleave within a line."""
+    done = subprocess.run([*launcher(), str(script)], capture_output=True, text=True, cwd=script.parent, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [(script.parent / f"rank{rank}.txt").read_text() for rank in (0, 1)]
 
 
 @pytest.fixture(scope="module")
@@ -172,18 +185,13 @@ def test_a_checkpoint_that_one_rank_asks_for_is_taken_by_both(tmp_path):
     """Two real gloo ranks whose clocks disagree (rank 0 is due for a timed checkpoint, rank 1 is not): both
     decide to save."""
     script = tmp_path / "due.py"
-    # Each rank writes its own file: two processes printing to one pipe can interleave within a line.
     script.write_text("import pathlib, torch.distributed as dist\n"
                       "from llmclf.trainer import due_on_any_rank\n"
                       "dist.init_process_group('gloo')\n"
                       "rank = dist.get_rank()\n"
                       "pathlib.Path(f'rank{rank}.txt').write_text(str(due_on_any_rank(rank == 0)))\n"
                       "dist.destroy_process_group()\n")
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                           "127.0.0.1", "--master_port", str(free_port()), str(script)],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert [(tmp_path / f"rank{rank}.txt").read_text() for rank in (0, 1)] == ["True", "True"]
+    assert rank_answers(script) == ["True", "True"]
 
 
 def test_timed_checkpoints_under_fsdp_finish(tmp_path, news_jsonl):
@@ -205,8 +213,4 @@ def test_each_rank_leaves_the_process_group_when_train_returns(tmp_path, news_js
                       "from llmclf.cli import main\n"
                       f"code = main({argv!r})\n"
                       "pathlib.Path(f'rank{os.environ[\"RANK\"]}.txt').write_text(f'{code} {dist.is_initialized()}')\n")
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                           "127.0.0.1", "--master_port", str(free_port()), str(script)],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert [(tmp_path / f"rank{rank}.txt").read_text() for rank in (0, 1)] == ["0 False", "0 False"]
+    assert rank_answers(script) == ["0 False", "0 False"]
