@@ -53,7 +53,7 @@ def test_binary_run_writes_every_artifact(binary_run):
 
 def test_the_threshold_and_its_evidence_are_saved_reported_and_reproduced(binary_run, sentiment_csv, tmp_path):
     """The default objective (accuracy): the threshold's p-value against 0.5 travels from train's validation
-    metrics to the saved calibration, the card, and `evaluate` on the same rows."""
+    metrics to the saved calibration, the card and report, and the metrics of `evaluate`, which reads it back."""
     from llmclf.artifacts import read_calibration
     from llmclf.calibration import THRESHOLD_SIGNIFICANCE
 
