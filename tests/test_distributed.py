@@ -40,10 +40,10 @@ def torchrun(*argv, cwd) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-def rank_answers(script: Path) -> list[str]:
+def rank_answers(script: Path, timeout: int) -> list[str]:
     """Run `script` on 2 gloo ranks; what rank 0 and rank 1 wrote to rank0.txt and rank1.txt beside it. Each rank
     writes its own file: two processes printing to one pipe can interleave within a line."""
-    done = subprocess.run([*launcher(), str(script)], capture_output=True, text=True, cwd=script.parent, timeout=300)
+    done = subprocess.run([*launcher(), str(script)], capture_output=True, text=True, cwd=script.parent, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return [(script.parent / f"rank{rank}.txt").read_text() for rank in (0, 1)]
 
@@ -191,7 +191,7 @@ def test_a_checkpoint_that_one_rank_asks_for_is_taken_by_both(tmp_path):
                       "rank = dist.get_rank()\n"
                       "pathlib.Path(f'rank{rank}.txt').write_text(str(due_on_any_rank(rank == 0)))\n"
                       "dist.destroy_process_group()\n")
-    assert rank_answers(script) == ["True", "True"]
+    assert rank_answers(script, timeout=120) == ["True", "True"]
 
 
 def test_timed_checkpoints_under_fsdp_finish(tmp_path, news_jsonl):
@@ -213,4 +213,4 @@ def test_each_rank_leaves_the_process_group_when_train_returns(tmp_path, news_js
                       "from llmclf.cli import main\n"
                       f"code = main({argv!r})\n"
                       "pathlib.Path(f'rank{os.environ[\"RANK\"]}.txt').write_text(f'{code} {dist.is_initialized()}')\n")
-    assert rank_answers(script) == ["0 False", "0 False"]
+    assert rank_answers(script, timeout=300) == ["0 False", "0 False"]
