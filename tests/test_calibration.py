@@ -8,11 +8,11 @@ import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_score, recall_score
 
-from llmclf.calibration import (Calibration, coverage_at_accuracy, decisions, expected_calibration_error,
-                                fit_calibration, fit_temperature, nll, reliability_table,
+from llmclf.calibration import (THRESHOLD_SIGNIFICANCE, Calibration, coverage_at_accuracy, decisions,
+                                expected_calibration_error, fit_calibration, fit_temperature, nll, reliability_table,
                                 risk_coverage, save_calibration, scale_head, threshold_candidates, threshold_counts,
                                 tune_threshold)
-from llmclf.artifacts import read_calibration
+from llmclf.artifacts import read_calibration, read_metrics
 from llmclf.cli import main
 from llmclf.errors import UserError
 from llmclf.metrics import softmax
@@ -380,3 +380,12 @@ def test_reliability_and_risk_coverage_plots(tmp_path):
              plot_risk_coverage([0.9, 0.8], [False, False], tmp_path / "never.png")]
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_shipped_models_threshold_follows_the_rule_train_applies():
+    """The shipped model was calibrated before the significance rule; bench/shipped_threshold.py rescored its
+    validation reviews and saved the rule's choice. What predict applies, metrics.json and the card must agree."""
+    record, metrics = read_calibration("imdb-sentiment"), read_metrics("imdb-sentiment")["validation"]
+    assert record["threshold_objective"] == "accuracy" and record["threshold_p_value"] is not None
+    assert record["threshold"] == 0.5 or record["threshold_p_value"] < THRESHOLD_SIGNIFICANCE
+    assert (metrics["threshold"], metrics["threshold_p_value"]) == (record["threshold"], record["threshold_p_value"])
