@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -58,37 +59,37 @@ def rule_summary(labels, probs_pos, threshold: float) -> dict:
             "p_value_of_gain_over_0.5": gain_p_value(labels, probs_pos, threshold)}
 
 
-def apply(logits, labels, threshold: float, p_value: float | None) -> None:
-    """Save `threshold` with the shipped model and rewrite everything its finishing step derives from it."""
+def apply(directory: Path, texts: list[str], labels, logits, threshold: float, p_value: float | None) -> None:
+    """Save `threshold` with the model in `directory` (its validation `texts` scored as `logits`) and rewrite
+    everything `llmclf train`'s finishing step derives from it."""
     import yaml
 
     from llmclf.analysis import ScoredSplit, lookup_ratings, write_analysis
-    from llmclf.artifacts import model_dir, read_calibration, write_metrics
+    from llmclf.artifacts import read_calibration, write_metrics
     from llmclf.calibration import Calibration, save_calibration
     from llmclf.predict import Classifier
     from llmclf.report import write_model_card
 
-    directory = model_dir(NAME)
     record, metrics = read_calibration(directory), json.loads((directory / "metrics.json").read_text())
     config = yaml.safe_load((directory / "llmclf_config.yaml").read_text())
     history = [json.loads(line) for line in (directory / "history.jsonl").read_text().splitlines()]
     calibration = Calibration(temperature=record["fitted_temperature"], threshold=threshold,
                               threshold_objective=record["threshold_objective"], threshold_p_value=p_value)
     save_calibration(directory, calibration, temperature_in_head=True)
-    texts, _ = imdb_validation()
     part = ScoredSplit("validation", texts, labels, logits, lookup_ratings(config["data"], "text", texts))
     id2label = dict(enumerate(config["label_names"]))
     data_info = {"train": config["data"], "validation": None, "test": None, "train_size": metrics["training"][
         "train_examples"], "validation_size": len(texts), "test_size": None, "label_names": config["label_names"]}
-    analysis = write_analysis(directory, [part], id2label, calibration, classifier=Classifier.from_pretrained(NAME),
-                              history=history, run={"config": config, "data_info": data_info,
-                                                    "training": metrics["training"], "title": NAME})
+    classifier = Classifier.from_pretrained(str(directory))  # after save_calibration: it decides at `threshold`
+    analysis = write_analysis(directory, [part], id2label, calibration, classifier=classifier, history=history,
+                              run={"config": config, "data_info": data_info, "training": metrics["training"],
+                                   "title": directory.name})
     card = directory / "README.md"
     start, end = HAND_WRITTEN
     old = card.read_text()
     hand_written = old[old.index(start):old.index(end)]
     write_model_card(directory, config=config, metrics=analysis.metrics["validation"], history=history,
-                     data_info=data_info, plots=[str(p) for p in analysis.plots], name=NAME,
+                     data_info=data_info, plots=[str(p) for p in analysis.plots], name=directory.name,
                      training=metrics["training"],
                      analysis={"split": "validation", "metrics": analysis.metrics["validation"],
                                "errors": analysis.errors, "behaviour": analysis.behaviour, "temperature_in_head": True})
@@ -135,7 +136,7 @@ def main() -> None:
     if not args.apply:
         write_result("shipped_threshold", result)
     elif refit.threshold != record["threshold"]:
-        apply(logits, labels, refit.threshold, refit.threshold_p_value)
+        apply(model_dir(NAME), imdb_validation()[0], labels, logits, refit.threshold, refit.threshold_p_value)
 
 
 if __name__ == "__main__":

