@@ -62,16 +62,13 @@ def rule_summary(labels, probs_pos, threshold: float) -> dict:
 def apply(directory: Path, texts: list[str], labels, logits, threshold: float, p_value: float | None) -> None:
     """Save `threshold` with the model in `directory` (its validation `texts` scored as `logits`) and rewrite
     everything `llmclf train`'s finishing step derives from it."""
-    import yaml
-
     from llmclf.analysis import ScoredSplit, lookup_ratings, write_analysis
-    from llmclf.artifacts import read_calibration, write_metrics
+    from llmclf.artifacts import read_calibration, read_metrics, read_run_config, write_metrics
     from llmclf.calibration import Calibration, save_calibration
     from llmclf.predict import Classifier
     from llmclf.report import write_model_card
 
-    record, metrics = read_calibration(directory), json.loads((directory / "metrics.json").read_text())
-    config = yaml.safe_load((directory / "llmclf_config.yaml").read_text())
+    record, metrics, config = read_calibration(directory), read_metrics(directory), read_run_config(directory)
     history = [json.loads(line) for line in (directory / "history.jsonl").read_text().splitlines()]
     calibration = Calibration(temperature=record["fitted_temperature"], threshold=threshold,
                               threshold_objective=record["threshold_objective"], threshold_p_value=p_value)
@@ -99,7 +96,7 @@ def apply(directory: Path, texts: list[str], labels, logits, threshold: float, p
 
 
 def main() -> None:
-    from llmclf.artifacts import model_dir
+    from llmclf.artifacts import model_dir, read_calibration
     from llmclf.calibration import THRESHOLD_SIGNIFICANCE, fit_calibration
     from llmclf.metrics import softmax
 
@@ -108,7 +105,7 @@ def main() -> None:
     parser.add_argument("--apply", action="store_true", help="save the refitted threshold with the shipped model")
     args = parser.parse_args()
     if args.logits:
-        saved = json.loads(open(args.logits).read())
+        saved = json.loads(Path(args.logits).read_text())
         logits, labels, seconds = np.asarray(saved["logits"]), np.asarray(saved["labels"]), saved["scoring_seconds"]
         scored_on = saved["scored_on"]
     else:
@@ -116,7 +113,7 @@ def main() -> None:
         # Rounded as saved, before anything is computed from them, so a rerun from the JSON gives the same numbers.
         logits = np.round(logits, LOGIT_DECIMALS)
         scored_on = machine()["device"]
-    record = json.loads((model_dir(NAME) / "calibration.json").read_text())
+    record = read_calibration(NAME)
     saved_probs = softmax(logits / record["fitted_temperature"])[:, 1]
     refit = fit_calibration(logits, labels, "accuracy")
     refit_probs = softmax(logits / refit.temperature)[:, 1]
@@ -132,7 +129,7 @@ def main() -> None:
         "labels": labels.tolist(), "logits": logits.tolist(),
     }
     for key in ("at_0.5", "saved", "refitted"):
-        print(key, {k: v for k, v in result[key].items()})
+        print(key, result[key])
     if not args.apply:
         write_result("shipped_threshold", result)
     elif refit.threshold == record["threshold"]:

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmclf.artifacts import read_calibration, shipped_model_available, shipped_model_dir
+from llmclf.artifacts import (read_calibration, read_metrics, read_run_config, shipped_model_available,
+                              shipped_model_dir, write_run_config)
 from llmclf.models import smollm2_gguf_path
 from llmclf.precision import resolve_precision
 
@@ -194,15 +195,12 @@ def test_shipped_threshold_apply_recalibrates_a_model_and_keeps_its_cards_hand_w
     threshold and its p-value are saved, and metrics.json, the card and the report are rewritten from them."""
     import shutil
 
-    import yaml
-
     monkeypatch.syspath_prepend(str(BENCH))
     from shipped_threshold import HAND_WRITTEN, apply
 
     model = tmp_path / "imdb-sentiment"
     shutil.copytree(shipped_model_dir("imdb-sentiment"), model)
-    config = yaml.safe_load((model / "llmclf_config.yaml").read_text())
-    (model / "llmclf_config.yaml").write_text(yaml.safe_dump({**config, "data": str(tmp_path / "no-ratings")}))
+    write_run_config(model, {**read_run_config(model), "data": str(tmp_path / "no-ratings")})
     card = (model / "README.md").read_text()
     hand_written = card[card.index(HAND_WRITTEN[0]):card.index(HAND_WRITTEN[1])]
     labels = np.array([0, 1] * 6)
@@ -210,10 +208,9 @@ def test_shipped_threshold_apply_recalibrates_a_model_and_keeps_its_cards_hand_w
     apply(model, [f"review {i}" for i in range(12)], labels, logits, threshold=0.5, p_value=0.3)
 
     assert read_calibration(model)["threshold"] == 0.5 and read_calibration(model)["threshold_p_value"] == 0.3
-    metrics = json.loads((model / "metrics.json").read_text())
+    metrics = read_metrics(model)
     assert metrics["validation"]["n"] == 12 and metrics["validation"]["threshold_p_value"] == 0.3
-    assert metrics["training"] == json.loads((shipped_model_dir("imdb-sentiment") / "metrics.json").read_text())[
-        "training"]
+    assert metrics["training"] == read_metrics("imdb-sentiment")["training"]
     card = (model / "README.md").read_text()
     assert card.count(hand_written) == 1 and card.index(hand_written) < card.index(HAND_WRITTEN[1])
     assert "p = 0.3, sign test" in card and "| Metric | validation |" in card

@@ -43,7 +43,8 @@ def torchrun(*argv, cwd) -> subprocess.CompletedProcess:
 def rank_answers(script: Path, timeout: int) -> list[str]:
     """Run `script` on 2 gloo ranks; what rank 0 and rank 1 wrote to rank0.txt and rank1.txt beside it. Each rank
     writes its own file: two processes printing to one pipe can interleave within a line."""
-    done = subprocess.run([*launcher(), str(script)], capture_output=True, text=True, cwd=script.parent, timeout=timeout)
+    done = subprocess.run([*launcher(), str(script)], capture_output=True, text=True, cwd=script.parent,
+                          timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return [(script.parent / f"rank{rank}.txt").read_text() for rank in (0, 1)]
 
