@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from llmclf.artifacts import (read_calibration, read_metrics, read_run_config, shipped_model_available,
@@ -215,3 +216,62 @@ def test_shipped_threshold_apply_recalibrates_a_model_and_keeps_its_cards_hand_w
     assert card.count(hand_written) == 1 and card.index(hand_written) < card.index(HAND_WRITTEN[1])
     assert "p = 0.3, sign test" in card and "| Metric | validation |" in card
     assert json.loads((model / "behaviour.json").read_text())["n"] == 72
+
+
+def test_shipped_run_trains_in_the_background_snapshots_each_checkpoint_and_ships_only_what_meets_the_targets(
+        tmp_path, sentiment_csv, monkeypatch):
+    """bench/shipped_run.py on the tiny backbone: `start` returns at once and trains detached; its watcher copies
+    each checkpoint's adapter and records as the trainer saves it (the trainer keeps only the last); `status`
+    gives the result; `ship` refuses a run below the targets (the shipped model untouched) and with --anyway
+    copies it without the tokenizer files; `curve` scores evenly spread snapshots."""
+    import time
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    import shipped_curve
+    import shipped_run
+
+    run, shipped = tmp_path / "run", tmp_path / "shipped"
+    tiny = ["--model", "tiny-random-llama", "--text-column", "review", "--max-length", "64", "--no-torch-compile",
+            "--lora-layers", "2", "--batch-size", "8", "--epochs", "1", "--save-steps", "2"]
+
+    def script(*args):
+        return subprocess.run([sys.executable, str(BENCH / "shipped_run.py"), args[0], "--run", str(run), *args[1:]],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+    started = time.monotonic()
+    assert script("start", "--data", str(sentiment_csv), "--every-s", "0.1", "--", *tiny).returncode == 0
+    assert time.monotonic() - started < 30, "start must return while training goes on"
+    pids = json.loads(run.with_name("run.pids").read_text())
+    while any(shipped_run.alive(pid) for pid in pids.values()):
+        assert time.monotonic() - started < 300, run.with_name("run.log").read_text()[-2000:]
+        time.sleep(0.5)
+    status = json.loads(script("status").stdout)
+    assert status["training"] is False and status["behaviour_passed"].endswith("/72") and status["adapter_mb"] < 1
+    assert status["accuracy"] == read_metrics(run)["validation"]["accuracy"]
+
+    snapshots = sorted(run.with_name("run.snapshots").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert len(snapshots) >= 3 and snapshots[-1].name == "checkpoint-12"  # 96 training rows: 12 steps of 8
+    for snapshot in snapshots:
+        assert sorted(p.name for p in snapshot.iterdir()) == sorted(shipped_run.SNAPSHOT_FILES)
+        assert json.loads((snapshot / "trainer_state.json").read_text())["global_step"] == int(snapshot.name[11:])
+
+    refused = script("start", "--data", str(sentiment_csv))
+    assert refused.returncode != 0 and "`resume` it, or remove it" in refused.stderr
+    shipped.mkdir()
+    (shipped / "old-model").write_text("kept")
+    refused = script("ship", "--shipped", str(shipped))
+    assert refused.returncode != 0 and "not shipped: validation accuracy" in refused.stderr
+    assert (shipped / "old-model").read_text() == "kept"
+    assert script("ship", "--shipped", str(shipped), "--anyway").returncode == 0
+    assert not (shipped / "old-model").exists() and (shipped / "adapter_model.safetensors").is_file()
+    assert not any((shipped / name).exists() for name in shipped_run.TOKENIZER_FILES)
+    assert (run / "tokenizer.json").is_file() and read_run_config(shipped)["output"] == str(shipped)
+
+    reviews = pd.read_csv(sentiment_csv)[:8]
+    monkeypatch.setattr(shipped_curve, "imdb_validation", lambda n: (list(reviews["review"]), list(reviews["label"])))
+    shipped_run.main(["curve", "--run", str(run), "--n", "8", "--points", "3", "--results-dir", str(tmp_path)])
+    [result] = tmp_path.glob("shipped_curve-*.json")
+    rows = json.loads(result.read_text())["rows"]
+    middle = snapshots[round((len(snapshots) - 1) / 2)].name
+    assert [row["step"] for row in rows] == [0, int(snapshots[0].name[11:]), int(middle[11:]), 12, "final"]
+    assert result.with_suffix(".png").is_file()
