@@ -117,28 +117,34 @@ def progress(run: Path) -> dict:
     state = {"run": str(run), "training": bool(pids) and alive(pids.get("train", -1))}
     if (run / "metrics.json").is_file():
         return {**state, **result(run)}
-    found = [*where["checkpoints"].glob("checkpoint-*"), *where["snapshots"].glob("checkpoint-*")]
+    from llmclf.trainer import TRAIN_TIME_FILE
+
+    found = [p for p in (*where["checkpoints"].glob("checkpoint-*"), *where["snapshots"].glob("checkpoint-*"))
+             if (p / TRAIN_TIME_FILE).is_file()]  # whole checkpoints only (see snapshot_new)
     if not found:
         return {**state, "steps": 0}
     newest = max(found, key=lambda p: int(p.name.split("-")[1]))
     saved = json.loads((newest / "trainer_state.json").read_text())
     step, total = saved["global_step"], saved["max_steps"]
     state.update(steps=step, max_steps=total)
-    timing = newest / "llmclf_train_time.json"
-    if timing.is_file():
-        seconds = sum(s["seconds"] for s in json.loads(timing.read_text())["segments"])
-        state.update(train_hours=round(seconds / 3600, 2), seconds_a_step=round(seconds / step, 2),
-                     hours_left=round(seconds / step * (total - step) / 3600, 2))
+    seconds = sum(s["seconds"] for s in json.loads((newest / TRAIN_TIME_FILE).read_text())["segments"])
+    state.update(train_hours=round(seconds / 3600, 2), seconds_a_step=round(seconds / step, 2),
+                 hours_left=round(seconds / step * (total - step) / 3600, 2))
     return state
 
 
 def result(run: Path) -> dict:
+    """The finished run's figures. The target is on accuracy as `predict` decides: at the saved threshold, if any
+    (metrics.json's `accuracy` is the argmax's)."""
     from llmclf.artifacts import read_metrics
 
     metrics = read_metrics(run)
+    validation = metrics["validation"]
     checks = json.loads((run / "behaviour.json").read_text()) if (run / "behaviour.json").is_file() else None
     adapter = run / "adapter_model.safetensors"
-    return {"accuracy": metrics["validation"]["accuracy"], "roc_auc": metrics["validation"].get("roc_auc"),
+    as_predicted = validation["at_threshold"]["accuracy"] if validation.get("threshold") is not None \
+        else validation["accuracy"]
+    return {"accuracy": as_predicted, "argmax_accuracy": validation["accuracy"], "roc_auc": validation.get("roc_auc"),
             "train_seconds": metrics["training"]["train_seconds"],
             "behaviour_passed": checks and f"{checks['passed']}/{checks['n']}",
             "adapter_mb": round(adapter.stat().st_size / 2**20, 1) if adapter.is_file() else None}

@@ -247,7 +247,10 @@ def test_shipped_run_trains_in_the_background_snapshots_each_checkpoint_and_ship
         time.sleep(0.5)
     status = json.loads(script("status").stdout)
     assert status["training"] is False and status["behaviour_passed"].endswith("/72") and status["adapter_mb"] < 1
-    assert status["accuracy"] == read_metrics(run)["validation"]["accuracy"]
+    validation = read_metrics(run)["validation"]
+    assert status["argmax_accuracy"] == validation["accuracy"]
+    assert status["accuracy"] == (validation["accuracy"] if validation["threshold"] is None
+                                  else validation["at_threshold"]["accuracy"])
 
     snapshots = sorted(run.with_name("run.snapshots").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     assert len(snapshots) >= 3 and snapshots[-1].name == "checkpoint-12"  # 96 training rows: 12 steps of 8
