@@ -49,11 +49,12 @@ def paths(run: Path) -> dict[str, Path]:
 
 
 def alive(pid: int) -> bool:
+    """Whether pid is still this run's trainer or watcher (not another process that took its number since)."""
     try:
-        os.kill(pid, 0)
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return True
+    return b"llmclf" in command or b"shipped_run" in command
 
 
 def launch(run: Path, data: str, extra: list[str], resume: bool, every_s: float) -> None:
