@@ -1,5 +1,6 @@
 """The shipped model's training run as one background job (issue 13, item 6), for a session that has the time
-for it (the 2-core CPU with AMX, ~1.8 hours projected with --torch-compile; not the EPYC without AMX, ~3.3):
+for it (the 2-core CPU with AMX, ~1.8 hours projected with --torch-compile; on the EPYC without AMX it measured
+8.6 s a step with it, ~4 hours, so there it spans two sessions: `resume` continues it):
 
     python bench/shipped_run.py start     # `llmclf train` in the background, and a watcher that snapshots
                                           # each checkpoint's adapter as it is saved (for the curve)
