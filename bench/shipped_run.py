@@ -84,6 +84,7 @@ def snapshot_new(checkpoints: Path, snapshots: Path) -> list[str]:
     """Copies (modification times kept) each complete checkpoint not yet snapshotted. The trainer writes the
     adapter, then trainer_state.json, then llmclf's time record (its on_save callback): the last one's presence
     says the rest is whole."""
+    from llmclf.artifacts import staged
     from llmclf.trainer import TRAIN_TIME_FILE
 
     taken = []
@@ -91,16 +92,13 @@ def snapshot_new(checkpoints: Path, snapshots: Path) -> list[str]:
         target = snapshots / checkpoint.name
         if target.exists() or not (checkpoint / TRAIN_TIME_FILE).is_file():
             continue
-        partial = snapshots / f".{checkpoint.name}.partial"
         try:
-            shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir(parents=True)
-            for name in SNAPSHOT_FILES:
-                shutil.copy2(checkpoint / name, partial / name)
-            partial.rename(target)
+            with staged(target) as stage:  # a snapshot appears whole or not at all
+                for name in SNAPSHOT_FILES:
+                    shutil.copy2(checkpoint / name, stage / name)
             taken.append(checkpoint.name)
         except FileNotFoundError:  # the trainer deleted it meanwhile (it keeps the last one only)
-            shutil.rmtree(partial, ignore_errors=True)
+            pass
     return taken
 
 
@@ -167,19 +165,17 @@ def misses(found: dict) -> list[str]:
 
 def ship(run: Path, shipped: Path, anyway: bool) -> None:
     """Replaces the shipped model's files by the run's (no tokenizer files), its config naming the shipped path."""
-    from llmclf.artifacts import publish, read_run_config, remove, staging_path, write_run_config
+    from llmclf.artifacts import read_run_config, staged, write_run_config
 
     if not (run / "metrics.json").is_file():
         sys.exit(f"shipped_run: {run} has not finished (no metrics.json); `status` tells how far it is")
     missed = misses(result(run))
     if missed and not anyway:
         sys.exit("shipped_run: not shipped: " + "; ".join(missed) + " (--anyway ships it regardless)")
-    stage = staging_path(shipped)  # built whole beside it, then swapped in: never half a model
-    remove(stage)
-    shutil.copytree(run, stage, ignore=shutil.ignore_patterns(*TOKENIZER_FILES))
-    write_run_config(stage, {**read_run_config(stage), "output": str(shipped.relative_to(ROOT))
-                             if shipped.is_relative_to(ROOT) else str(shipped)})
-    publish(stage, shipped)
+    with staged(shipped) as stage:  # built whole beside it, then swapped in: never half a model
+        shutil.copytree(run, stage, ignore=shutil.ignore_patterns(*TOKENIZER_FILES), dirs_exist_ok=True)
+        write_run_config(stage, {**read_run_config(stage), "output": str(shipped.relative_to(ROOT))
+                                 if shipped.is_relative_to(ROOT) else str(shipped)})
     print(f"shipped {run} -> {shipped}" + (f" (missing: {'; '.join(missed)})" if missed else ""))
 
 
