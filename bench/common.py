@@ -57,6 +57,8 @@ def trained_model_scores(directory: Path) -> dict:
     return {"n_eval": validation["n"], "accuracy": round(validation["accuracy"], 4),
             "roc_auc": round(validation["roc_auc"], 4), "ece": round(validation["ece"], 4),
             "behaviour_passed": behaviour and f"{behaviour['passed']}/{behaviour['n']}",
+            "behaviour_checks": behaviour and {check["name"]: f"{check['passed']}/{check['n']}"
+                                               for check in behaviour["checks"]},
             # metrics.json records steps since 2026-12-02
             "steps": training.get("steps"), "train_examples": training["train_examples"],
             # trainer.train's time: the steps (and any compiling) plus the end-of-epoch validation pass

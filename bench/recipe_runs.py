@@ -52,7 +52,7 @@ def one_run(args, name: str, reviews: int, flags: list[str], workdir: Path) -> d
         return {**row, "error": done.stderr.strip().splitlines()[-3:]}
     scores = trained_model_scores(output)
     return {**row, **{key: scores[key] for key in ("n_eval", "accuracy", "roc_auc", "ece", "steps",
-                                                   "behaviour_passed", "train_seconds")}}
+                                                   "behaviour_passed", "behaviour_checks", "train_seconds")}}
 
 
 def shared_name(data: str) -> str:

@@ -149,6 +149,8 @@ def test_recipe_runs_records_each_runs_accuracy_time_steps_and_checks(tmp_path):
     assert 0 <= row["accuracy"] <= 1 and row["train_seconds"] > 0
     passed, checks = map(int, row["behaviour_passed"].split("/"))
     assert checks > 0 and 0 <= passed <= checks
+    per_check = [tuple(map(int, counts.split("/"))) for counts in row["behaviour_checks"].values()]
+    assert "sarcasm" in row["behaviour_checks"] and tuple(map(sum, zip(*per_check))) == (passed, checks)
     assert (tmp_path / "models" / "tiny" / "metrics.json").is_file()  # --keep kept the model
 
 
@@ -185,6 +187,15 @@ def test_shipped_curve_takes_each_checkpoints_training_time_from_its_own_record(
     segments = [{"seconds": 600.0, "steps": 75, "device": "CPU A"}, {"seconds": 300.0, "steps": 150, "device": "CPU B"}]
     (snapshot / "llmclf_train_time.json").write_text(json.dumps({"segments": segments}))
     assert training_time(snapshot, started=0.0) == {"minutes": 15.0, "devices": ["CPU A", "CPU B"]}
+
+
+def test_goemotions_mix_keeps_only_comments_whose_emotions_all_share_one_sentiment(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    from goemotions_mix import sentiment
+
+    assert sentiment(["joy", "gratitude"]) == 1 and sentiment(["anger", "disappointment"]) == 0
+    assert sentiment(["joy", "anger"]) is None  # mixed
+    assert sentiment(["neutral"]) is None and sentiment(["surprise"]) is None and sentiment(["joy", "neutral"]) is None
 
 
 @pytest.mark.slow  # loads the SmolLM2 backbone and runs the 72 behaviour checks: ~10 s
