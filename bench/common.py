@@ -18,11 +18,16 @@ RESULTS = ROOT / "bench" / "results"
 IMDB_TEXTS_ENV = "LLMCLF_BENCH_IMDB"
 
 
-def imdb_validation(n: int | None = None) -> tuple[list[str], list[int]]:
-    """The first n reviews of the held-out 20% (seed 42): the split `llmclf train` validates the shipped model on."""
+def imdb_split():
+    """IMDb's 80% training and 20% held-out parts (seed 42), as `llmclf train` splits them for the shipped model."""
     from llmclf.data import load_labelled, split_train_validation
 
-    _, validation = split_train_validation(load_labelled(str(IMDB)), 0.2, 42)
+    return split_train_validation(load_labelled(str(IMDB)), 0.2, 42)
+
+
+def imdb_validation(n: int | None = None) -> tuple[list[str], list[int]]:
+    """The first n reviews of the held-out 20% (seed 42): the split `llmclf train` validates the shipped model on."""
+    _, validation = imdb_split()
     return validation.texts[:n], [int(label) for label in validation.labels[:n]]  # 0 neg, 1 pos
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import IMDB, ROOT
+from common import ROOT, imdb_split
 
 GOEMOTIONS = ROOT.parent / "shared" / "data" / "goemotions" / "train.parquet"
 # Demszky et al. 2020, sentiment_mapping.json (its "ambiguous" group and neutral are left out)
@@ -32,14 +32,12 @@ def sentiment(labels) -> int | None:
 def main() -> None:
     import pandas as pd
 
-    from llmclf.data import load_labelled, split_train_validation
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="folder for mix.parquet and imdb_val.parquet")
     parser.add_argument("--imdb-rows", type=int, default=2240)
     parser.add_argument("--goemotions-rows", type=int, default=1120, help="half negative, half positive")
     args = parser.parse_args()
-    train, validation = split_train_validation(load_labelled(str(IMDB)), 0.2, 42)
+    train, validation = imdb_split()
     comments = pd.read_parquet(GOEMOTIONS)
     comments = comments.assign(label=comments["labels"].map(sentiment)).dropna(subset=["label"])
     half = args.goemotions_rows // 2
