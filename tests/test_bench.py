@@ -218,19 +218,36 @@ def test_short_texts_tells_a_negative_lean_from_seeing_sarcasm(monkeypatch):
     from short_texts import phrase_sets, scores
 
     sets = phrase_sets()
-    assert {k: len(v) for k, v in sets.items()} == {"praise": 400, "criticism": 400, "sarcasm": 358}
+    assert {k: len(v) for k, v in sets.items()} == {"praise": 400, "criticism": 400, "sarcasm": 358, "long_praise": 400}
     assert all(len(set(texts)) == len(texts) for texts in sets.values())
     sarcastic = set(sets["sarcasm"])
 
     lean = scores(RuleClassifier(lambda text: 0.7), sets)  # calls everything negative: passes every sarcasm case
-    assert lean["called_negative"] == {"praise": 1.0, "criticism": 1.0, "sarcasm": 1.0}
+    assert lean["called_negative"] == {"praise": 1.0, "criticism": 1.0, "sarcasm": 1.0, "long_praise": 1.0}
     assert lean["sincere_accuracy"] == 0.5 and lean["sarcasm_vs_praise_auc"] == 0.5
     assert set(lean["sarcasm_by_template"].values()) == {1.0}
 
     criticism = set(sets["criticism"])
     sees = scores(RuleClassifier(lambda text: 0.9 if text in sarcastic else 0.8 if text in criticism else 0.1), sets)
-    assert sees["called_negative"] == {"praise": 0.0, "criticism": 1.0, "sarcasm": 1.0}
+    assert sees["called_negative"] == {"praise": 0.0, "criticism": 1.0, "sarcasm": 1.0, "long_praise": 0.0}
     assert sees["sincere_accuracy"] == 1.0 and sees["sarcasm_vs_praise_auc"] == 1.0
+    assert sees["sarcasm_vs_long_praise_auc"] == 1.0
+
+    doubts_length = scores(RuleClassifier(lambda text: 0.01 * len(text.split())), sets)  # more words, more doubt
+    assert doubts_length["sarcasm_vs_praise_auc"] > 0.9 and doubts_length["sarcasm_vs_long_praise_auc"] < 0.9
+
+
+def test_short_texts_runs_the_behaviour_checks_on_other_draws_of_their_cases(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    from short_texts import checks_over_draws
+
+    from llmclf.behaviour import build_cases
+
+    assert build_cases(12, seed=1) != build_cases(12, seed=0)
+    # Always negative at 0.7: half the negation cases, every sarcasm case, every invariance and intensifier case.
+    checks = checks_over_draws(RuleClassifier(lambda text: 0.7), draws=3)
+    assert (checks["n"], checks["passed_seed_0"], checks["passed_min"], checks["passed_max"]) == (72, 66, 66, 66)
+    assert checks["draws_at_least_64"] == 3 and checks["per_check_mean"]["negation"] == 6.0
 
 
 @pytest.mark.slow  # loads the SmolLM2 backbone and runs the 72 behaviour checks: ~10 s

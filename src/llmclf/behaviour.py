@@ -152,9 +152,10 @@ def build_cases(n: int = CASES_PER_CHECK, seed: int = SEED) -> list[dict]:
     return checks
 
 
-def run_checks(classifier, negative: str | None = None, positive: str | None = None, n: int = CASES_PER_CHECK
-               ) -> dict:
-    """Run every check with `classifier` (anything with id2label, predict_proba and decide, like `Classifier`).
+def run_checks(classifier, negative: str | None = None, positive: str | None = None, n: int = CASES_PER_CHECK,
+               seed: int = SEED) -> dict:
+    """Run every check with `classifier` (anything with id2label, predict_proba and decide, like `Classifier`);
+    `seed` draws the cases (every report uses SEED: another seed is another draw of the same checks).
 
     Returns a JSON-ready dict: the label names used, `checks` (name, kind, description, n, passed, pass_rate,
     up to MAX_FAILURES_SHOWN failures each) and the overall n, passed and pass_rate. Decisions are the
@@ -174,7 +175,7 @@ def run_checks(classifier, negative: str | None = None, positive: str | None = N
             raise UserError(f"behaviour checks are for sentiment models; labels {', '.join(id2label.values())} do "
                             "not look like negative/positive. Name them with --negative-label and --positive-label.")
         ids = {"negative": found[0], "positive": found[1]}
-    checks = build_cases(n)
+    checks = build_cases(n, seed)
     texts = sorted({t for check in checks for case in check["cases"] for t in (case["text"], case.get("edited"))
                     if t is not None})
     probs = np.atleast_2d(classifier.predict_proba(texts))
