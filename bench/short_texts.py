@@ -49,12 +49,12 @@ def phrase_sets() -> dict[str, list[str]]:
             "long_praise": [f"{text} {FILLERS[i % len(FILLERS)]}" for i, text in enumerate(praise)]}
 
 
-def sarcasm_by_template(classifier, negative: int) -> dict[str, float]:
+def by_template(called_negative: dict[str, bool]) -> dict[str, float]:
     """The share of each sarcasm template's texts called negative: which kinds of sarcasm a model catches."""
     from llmclf.behaviour import POSITIVE, SARCASM
 
-    return {template: round(float(np.mean(classifier.decide(np.atleast_2d(classifier.predict_proba(
-        fill([template], POSITIVE)))) == negative)), 3) for template in SARCASM}
+    return {template: round(float(np.mean([called_negative[text] for text in fill([template], POSITIVE)])), 3)
+            for template in SARCASM}
 
 
 def parse_spec(text: str) -> tuple[str, str]:
@@ -68,7 +68,7 @@ def load(kind: str, value: str):
 
     if kind == "model":
         return Classifier.from_pretrained(value)
-    template = value.encode().decode("unicode_escape") if value != "chat" else value  # "\n" typed in a shell
+    template = value.replace("\\n", "\n")  # a "\n" typed in a shell is a newline
     return Classifier.from_pretrained("smollm2-135m", labels=["negative", "positive"], prompt_template=template)
 
 
@@ -93,11 +93,11 @@ def scores(classifier, sets: dict[str, list[str]]) -> dict:
     from llmclf.behaviour import sentiment_labels
 
     negative = sentiment_labels(classifier.id2label)[0]
-    p_negative, called_negative = {}, {}
+    p_negative, decided_negative = {}, {}
     for name, texts in sets.items():
         probs = np.atleast_2d(classifier.predict_proba(texts))
-        p_negative[name] = probs[:, negative]
-        called_negative[name] = float(np.mean(classifier.decide(probs) == negative))
+        p_negative[name], decided_negative[name] = probs[:, negative], classifier.decide(probs) == negative
+    called_negative = {name: float(decided.mean()) for name, decided in decided_negative.items()}
 
     def auc(sincere: str, meant_negative: str) -> float:
         """ROC-AUC of P(negative) for telling the texts of set `meant_negative` from those of set `sincere`."""
@@ -110,7 +110,7 @@ def scores(classifier, sets: dict[str, list[str]]) -> dict:
             "sincere_accuracy": round((called_negative["criticism"] + 1 - called_negative["praise"]) / 2, 3),
             "sincere_auc": auc("praise", "criticism"), "sarcasm_vs_praise_auc": auc("praise", "sarcasm"),
             "sarcasm_vs_long_praise_auc": auc("long_praise", "sarcasm"),
-            "sarcasm_by_template": sarcasm_by_template(classifier, negative)}
+            "sarcasm_by_template": by_template(dict(zip(sets["sarcasm"], decided_negative["sarcasm"])))}
 
 
 def main() -> None:
