@@ -68,8 +68,8 @@ def load(kind: str, value: str):
 
     if kind == "model":
         return Classifier.from_pretrained(value)
-    template = value.replace("\\n", "\n")  # a "\n" typed in a shell is a newline
-    return Classifier.from_pretrained("smollm2-135m", labels=["negative", "positive"], prompt_template=template)
+    # a "\n" typed in a shell is read as a newline by llmclf.prompts.split_template, as for --prompt-template
+    return Classifier.from_pretrained("smollm2-135m", labels=["negative", "positive"], prompt_template=value)
 
 
 def checks_over_draws(classifier, draws: int) -> dict:
