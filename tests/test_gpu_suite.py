@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -151,3 +152,109 @@ def test_prepare_fails_loudly_when_a_part_is_over_the_limit(tmp_path):
                 env={"LLMCLF_GPU_CARRY_LIMIT": "40000000"})
     assert done.returncode == 1
     assert "part1 is" in done.stderr and "over the 40000000 bytes a call can carry" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def three_part_carry(tmp_path_factory) -> Path:
+    """Carries cut in three (--parts 3): the real ones need three since the working tree passed 10 MiB."""
+    base = tmp_path_factory.mktemp("gpu3")
+    reviews = base / "reviews.parquet"
+    pd.DataFrame({"text": [f"review {i}: " + ("a fine film" if i % 2 else "a dull film") * (i % 5 + 1)
+                           for i in range(300)], "label": [i % 2 for i in range(300)]}).to_parquet(reviews)
+    done = bash("gpu_prepare.sh", "--dry-run", "--parts", "3", "--out", str(base / "carry"), "--imdb", str(reviews))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert sorted(p.name for p in (base / "carry").iterdir()) == ["README", "part1", "part2", "part3"]
+    sizes = [sum(f.stat().st_size for f in (base / "carry" / f"part{k}").rglob("*") if f.is_file()) for k in (1, 2, 3)]
+    assert max(sizes) - min(sizes) < 1024  # cut where the three weigh the same
+    return base / "carry"
+
+
+def test_the_last_call_names_a_missing_middle_part(three_part_carry, tmp_path):
+    work = tmp_path / "w"
+    call1 = bash("gpu_suite.sh", "--receive", "--dry-run", env={
+        "LLMCLF_GPU_CARRY": str(one_part(three_part_carry, "part1", tmp_path / "call1")),
+        "LLMCLF_GPU_WORK": str(work), "OUT": str(tmp_path / "out1")})
+    assert call1.returncode == 0 and "kept in" in call1.stdout and "part1 of 3" in call1.stdout
+    done = bash("gpu_suite.sh", "--dry-run", env={
+        "LLMCLF_GPU_CARRY": str(one_part(three_part_carry, "part3", tmp_path / "call3")),
+        "LLMCLF_GPU_WORK": str(work), "OUT": str(tmp_path / "out")})
+    assert done.returncode == 2
+    assert "part2 is missing" in done.stderr and "make calls 1 to 2 (--receive, one part each), then call 3" \
+        in done.stderr
+
+
+@pytest.mark.slow
+def test_the_shipped_model_trained_in_the_last_call_comes_back_packed_and_loads(three_part_carry, tmp_path):
+    """`--shipped` (issue 13, item 6 on a lent GPU), played on the CPU with three parts: two calls keep their
+    part, the last gathers the backbone, probes the speed, trains the shipped recipe for the epochs that fit,
+    and brings the run back as one tar that loads here as a classifier."""
+    import tarfile
+
+    from llmclf.predict import Classifier
+
+    work = tmp_path / "work"
+    for k in (1, 2):
+        call = bash("gpu_suite.sh", "--receive", "--dry-run", env={
+            "LLMCLF_GPU_CARRY": str(one_part(three_part_carry, f"part{k}", tmp_path / f"call{k}")),
+            "LLMCLF_GPU_WORK": str(work), "OUT": str(tmp_path / f"out{k}")})
+        assert call.returncode == 0, call.stdout[-3000:] + call.stderr[-3000:]
+    out = tmp_path / "out3"
+    call2 = bash("gpu_suite.sh", "--shipped", "--dry-run", timeout=1200, env={
+        "LLMCLF_GPU_CARRY": str(one_part(three_part_carry, "part3", tmp_path / "call3")),
+        "LLMCLF_GPU_WORK": str(work), "OUT": str(out)})
+    assert call2.returncode == 0, call2.stdout[-5000:] + call2.stderr[-3000:]
+    assert [(line["stage"], line["rc"]) for line in suite_lines(out)] == [
+        ("gather", 0), ("install", 0), ("train_shipped", 0)]
+    found = json.loads((out / "gpu_shipped.json").read_text())
+    assert found["finished"] is True and found["smoke"] is True
+    assert found["probe"]["seconds_a_step"] > 0 and 0 < found["epochs"] <= 2
+    assert found["result"]["adapter_mb"] <= 20 and found["result"]["behaviour_passed"].endswith("/72")
+    assert any("behaviour checks" in miss for miss in found["misses"])  # a smoke run misses the targets
+    assert "gpu_shipped (cpu): probe" in call2.stdout  # the suite's summary reports it
+
+    files = list(out.iterdir())
+    assert len(files) <= 8 and all(re.fullmatch(r"[A-Za-z0-9._-]+", p.name) and p.is_file() for p in files)
+    with tarfile.open(out / "imdb-sentiment-gpu.tar.gz") as tar:
+        tar.extractall(tmp_path / "runs", filter="data")
+    run = tmp_path / "runs" / "imdb-sentiment-gpu"
+    assert json.loads((run / "metrics.json").read_text())["training"]["epochs"] == found["epochs"]
+    assert not (run / "checkpoints").exists()  # the probe keeps its checkpoints, the packed run none
+    probs = Classifier.from_pretrained(str(run)).predict_proba(["A wonderful film.", "Dull and far too long."])
+    assert probs.shape == (2, 2) and np.allclose(probs.sum(axis=1), 1)
+
+
+def test_the_gpu_run_takes_the_most_epochs_that_fit_its_budget(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from gpu_shipped import choose_epochs
+
+    # 1,250 steps an epoch at 0.1 s: 125 s an epoch; 400 s left, 90 for the finishing step, 90% of the rest
+    assert choose_epochs(400, 0.1, 1250, max_epochs=2, finish_seconds=90) == 2  # 2.23 affordable, capped at 2
+    assert choose_epochs(400, 0.2, 1250, max_epochs=2, finish_seconds=90) == 1.1  # 1.116 rounded down to 0.05
+    assert choose_epochs(400, 5.0, 1250, max_epochs=2, finish_seconds=90) == 0  # not 0.05 of an epoch
+    assert choose_epochs(60, 0.1, 1250, max_epochs=2, finish_seconds=90) == 0  # less than the finishing step
+
+
+def test_the_step_clock_reads_checkpoints_that_the_trainer_rotates_away(monkeypatch, tmp_path):
+    """Trainer keeps one checkpoint: the clock reads each as it appears, while training runs, and takes the rate
+    from the first and last it saw (the start-up before the first is left out)."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from gpu_shipped import StepClock
+
+    from llmclf.artifacts import staging_path
+    from llmclf.trainer import TRAIN_TIME_FILE
+
+    run = tmp_path / "probe"
+    clock = StepClock(run)
+    with pytest.raises(SystemExit, match="0 time record"):
+        clock.seconds_a_step()
+    for step, seconds in [(10, 30.0), (20, 31.0), (30, 32.0)]:  # 30 s of loading, then 0.1 s a step
+        for old in staging_path(run).glob("checkpoints/checkpoint-*"):
+            shutil.rmtree(old)
+        folder = staging_path(run) / "checkpoints" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / TRAIN_TIME_FILE).write_text(json.dumps({"segments": [{"seconds": seconds, "steps": step}]}))
+        clock()
+    (folder.parent / "checkpoint-40").mkdir()  # saved, its record not yet written: skipped, not an error
+    (folder.parent / "checkpoint-40" / TRAIN_TIME_FILE).write_text('{"segm')
+    clock()
+    assert clock.seconds_a_step() == pytest.approx(0.1)
