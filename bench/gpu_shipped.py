@@ -15,8 +15,9 @@ side (issue 13, item 6: "where a GPU is lent, train it there instead: same targe
 
 A training that would outlive its deadline is stopped; the JSON then says `finished: false` and nothing is
 packed (its checkpoints, with the optimizer's state, are too big to come back). Back on the CPU: `tar -xzf
-imdb-sentiment-gpu.tar.gz -C runs`, rescore it there (`llmclf evaluate`), then
-`python bench/shipped_run.py ship --run runs/imdb-sentiment-gpu`.
+imdb-sentiment-gpu.tar.gz -C runs`, rescore it there (`llmclf evaluate` on the held-out rows; the commands are
+in docs/shipped-model.md, "Training it on a GPU"), then `python bench/shipped_run.py ship --run
+runs/imdb-sentiment-gpu`.
 `--smoke` (the suite's --dry-run) trains on a few reviews, for the tests on the CPU.
 """
 
