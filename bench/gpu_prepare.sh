@@ -16,9 +16,9 @@
 # Options: --out DIR (default $LLMCLF_GPU_CARRY, else gpu-carry/ in the repo), --imdb FILE (parquet with text
 # and label columns; default ../shared/data/imdb/train.parquet), --reviews N (default 25000; 256 with
 # --dry-run), --parts N (2 to 9; default the fewest that fit beside the working tree: 3 for all 25,000
-# reviews, which the shipped model's training needs for its 80/20 split), --wheels (with --dry-run: download the real wheels too). $PYTHON
-# picks the interpreter (default the repo's .venv, else python3). Prints, and writes to DIR/README, the device
-# calls that use the carries.
+# reviews, which the shipped model's training needs for its 80/20 split), --wheels (with --dry-run: download
+# the real wheels too). $PYTHON picks the interpreter (default the repo's .venv, else python3). Prints, and
+# writes to DIR/README, the device calls that use the carries.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,7 +36,7 @@ while (($#)); do
         --imdb) IMDB=$2; shift ;;
         --reviews) REVIEWS=$2; shift ;;
         --parts) NPARTS=$2; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "gpu_prepare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
