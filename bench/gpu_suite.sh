@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU speed suite, in one command for a fresh GPU machine that has torch and transformers but not the
-# default backbone, the IMDb reviews or gguf (bench/gpu_prepare.sh builds those into two carries):
+# default backbone, the IMDb reviews or gguf (bench/gpu_prepare.sh builds those into carries, three now):
 #
 #   call 1:  bash bench/gpu_suite.sh --receive    (carry gpu-carry/part1) keeps part1 in /tmp/llmclf-gpu and
 #            writes the machine's pip list and a check of the packages llmclf needs to $OUT (with --parts 3 or
@@ -22,8 +22,8 @@
 # finishes (with a torch.profiler summary: --profile); $OUT/suite.jsonl gets a line per stage (stage, rc,
 # seconds, limit_s, timed_out) and $OUT/suite.log all output: 6 files, within the 8 that come back.
 #
-# Environment: OUT (required, except with --dry-run: a temporary folder), LLMCLF_GPU_CARRY (where part1/ and
-# part2/ are; default gpu-carry/), LLMCLF_GPU_WORK (default /tmp/llmclf-gpu; with --dry-run a temporary
+# Environment: OUT (required, except with --dry-run: a temporary folder), LLMCLF_GPU_CARRY (where the part
+# folders are; default gpu-carry/), LLMCLF_GPU_WORK (default /tmp/llmclf-gpu; with --dry-run a temporary
 # folder), PYTHON (default python3), LLMCLF_GPU_SUITE_SECONDS (the total; default 540, 1440 with --dry-run),
 # LLMCLF_GPU_STAGE_LIMITS (the stages' limits in seconds, space-separated; default 20 40 120 80 150 130, with
 # --shipped 20 40 480).
