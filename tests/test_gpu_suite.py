@@ -19,6 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 GGUF_MD5 = "a1231443440b107ff29f02bdb38c9d0a"
+UNLIMITED = 2**40  # a carry limit no part reaches: fixtures cut a fixed number of parts
 STAGES = ["gather", "install", "predict_speed-smollm2-135m", "train_speed-smollm2-135m",
           "predict_speed-llama-3.2-1b-shape", "train_speed-llama-3.2-1b-shape"]
 
@@ -44,7 +45,9 @@ def carry(tmp_path_factory) -> Path:
     reviews = base / "reviews.parquet"
     pd.DataFrame({"text": [f"review {i}: " + "a fine film with a weak plot " * (i % 7 + 1) for i in range(300)],
                   "label": [i % 2 for i in range(300)]}).to_parquet(reviews)
-    done = bash("gpu_prepare.sh", "--dry-run", "--out", str(base / "carry"), "--imdb", str(reviews))
+    # two parts whatever the working tree weighs (the limit is tested on its own below)
+    done = bash("gpu_prepare.sh", "--dry-run", "--parts", "2", "--out", str(base / "carry"), "--imdb", str(reviews),
+                env={"LLMCLF_GPU_CARRY_LIMIT": str(UNLIMITED)})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "gpu_suite.sh --receive" in (base / "carry" / "README").read_text()
     return base / "carry"
@@ -175,12 +178,13 @@ def test_prepare_cuts_as_many_parts_as_the_limit_needs(tmp_path):
 
 @pytest.fixture(scope="module")
 def three_part_carry(tmp_path_factory) -> Path:
-    """Carries cut in three (--parts 3): the real ones need three since the working tree passed 10 MiB."""
+    """Carries cut in three (--parts 3), as the real ones are now that the working tree is 15 MB."""
     base = tmp_path_factory.mktemp("gpu3")
     reviews = base / "reviews.parquet"
     pd.DataFrame({"text": [f"review {i}: " + ("a fine film" if i % 2 else "a dull film") * (i % 5 + 1)
                            for i in range(300)], "label": [i % 2 for i in range(300)]}).to_parquet(reviews)
-    done = bash("gpu_prepare.sh", "--dry-run", "--parts", "3", "--out", str(base / "carry"), "--imdb", str(reviews))
+    done = bash("gpu_prepare.sh", "--dry-run", "--parts", "3", "--out", str(base / "carry"), "--imdb", str(reviews),
+                env={"LLMCLF_GPU_CARRY_LIMIT": str(UNLIMITED)})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert sorted(p.name for p in (base / "carry").iterdir()) == ["README", "part1", "part2", "part3"]
     sizes = [sum(f.stat().st_size for f in (base / "carry" / f"part{k}").rglob("*") if f.is_file())
