@@ -35,8 +35,9 @@ from pathlib import Path
 
 from shipped_run import misses, result
 
-RECIPE = ["--label-names", "neg,pos", "--recipe", "imdb-sentiment", "--no-eval-each-epoch"]
-BATCH = 16  # the recipe's batch size: steps an epoch = ceil(training reviews / BATCH)
+RECIPE_NAME, LABELS = "imdb-sentiment", ["neg", "pos"]
+RECIPE = ["--label-names", ",".join(LABELS), "--recipe", RECIPE_NAME, "--no-eval-each-epoch"]
+SMOKE_LIMITS = {"max_train_samples": 64, "max_eval_samples": 32}  # --smoke: a few reviews
 PROBE_REVIEWS, PROBE_EVERY = 640, 10
 RUN_NAME = "imdb-sentiment-gpu"
 
@@ -88,6 +89,17 @@ class StepClock:
         return (self.seen[last] - self.seen[first]) / (last - first)
 
 
+def steps_an_epoch(data: Path, limits: dict) -> int:
+    """Optimizer steps in one epoch of the recipe on `data`: its training part as `llmclf train` splits it
+    (llmclf.train.load_splits, with the same limits), in the recipe's batches."""
+    from llmclf.config import resolve_train_args
+    from llmclf.train import load_splits
+
+    args = resolve_train_args(recipe=RECIPE_NAME, overrides={"data": str(data), "label_names": LABELS, **limits})
+    batches = math.ceil(len(load_splits(args).train.texts) / args.batch_size)
+    return math.ceil(batches / args.gradient_accumulation_steps)
+
+
 def choose_epochs(seconds_left: float, step_seconds: float, steps_an_epoch: int, max_epochs: float,
                   finish_seconds: float, margin: float = 0.9) -> float:
     """The most epochs, a multiple of 0.05 up to max_epochs, whose steps fit `margin` of the seconds left after
@@ -124,7 +136,10 @@ def main(argv=None) -> None:
     data = unpack_reviews(Path(args.data), work)
     probe_reviews = 48 if args.smoke else PROBE_REVIEWS
     every = 1 if args.smoke else PROBE_EVERY
-    small = ["--max-train-samples", "64", "--max-eval-samples", "32"] if args.smoke else []
+    from llmclf.config import flag
+
+    limits = SMOKE_LIMITS if args.smoke else {}
+    small = [part for name, value in limits.items() for part in (flag(name), str(value))]
     summary = {"bench": "gpu_shipped", "smoke": args.smoke, "budget_seconds": args.seconds}
     summary_path = out / "gpu_shipped.json"
 
@@ -145,15 +160,12 @@ def main(argv=None) -> None:
             record(stage="probe", rc=rc)
             raise SystemExit(f"gpu_shipped: the probe failed (rc {rc}); see gpu_shipped.log")
         step_seconds = clock.seconds_a_step()
-        from llmclf.data import load_labelled
-
-        training_reviews = 64 if args.smoke else round(len(load_labelled(str(data)).texts) * 0.8)
-        steps_an_epoch = math.ceil(training_reviews / BATCH)
-        epochs = choose_epochs(deadline - time.monotonic(), step_seconds, steps_an_epoch, args.max_epochs,
+        steps = steps_an_epoch(data, limits)
+        epochs = choose_epochs(deadline - time.monotonic(), step_seconds, steps, args.max_epochs,
                                args.finish_seconds)
         record(probe={"seconds_a_step": round(step_seconds, 4), "reviews": probe_reviews,
                       "seconds": round(time.monotonic() - started, 1)},
-               steps_an_epoch=steps_an_epoch, epochs=epochs)
+               steps_an_epoch=steps, epochs=epochs)
         if epochs <= 0:
             raise SystemExit("gpu_shipped: no time left to train (see gpu_shipped.json)")
         run = work / RUN_NAME
