@@ -33,7 +33,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from shipped_run import misses, result
+from shipped_run import misses, paths, result
 
 RECIPE_NAME, LABELS = "imdb-sentiment", ["neg", "pos"]
 RECIPE = ["--label-names", ",".join(LABELS), "--recipe", RECIPE_NAME, "--no-eval-each-epoch"]
@@ -66,10 +66,8 @@ class StepClock:
     the first and the last seen give the rate with the model's loading and the first steps' warm-up left out."""
 
     def __init__(self, run: Path):
-        from llmclf.artifacts import staging_path
-
         # checkpoints are made in the run's staging folder, and --keep-checkpoints moves the last into the run
-        self.folders, self.seen = [staging_path(run) / "checkpoints", run / "checkpoints"], {}
+        self.folders, self.seen = [paths(run)["checkpoints"], run / "checkpoints"], {}
 
     def __call__(self) -> None:
         from llmclf.trainer import TRAIN_TIME_FILE

@@ -341,3 +341,36 @@ def test_shipped_run_trains_in_the_background_snapshots_each_checkpoint_and_ship
     middle = snapshots[round((len(snapshots) - 1) / 2)].name
     assert [row["step"] for row in rows] == [0, int(snapshots[0].name[11:]), int(middle[11:]), 12, "final"]
     assert result.with_suffix(".png").is_file()
+
+
+def test_long_reviews_compares_readings_pair_by_pair(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import argparse
+
+    from long_reviews import paired, parse_reading
+
+    labels = np.array([1, 0, 1, 1, 0, 1])
+    baseline = np.array([True, True, False, False, False, True])
+    other = np.array([True, False, True, True, True, True])  # three gains, one loss
+    assert paired(labels, baseline, other) == {"right": 5, "gains": 3, "losses": 1, "sign_test_p_value": 0.3125}
+    assert paired(labels, baseline, baseline)["sign_test_p_value"] == 1.0  # no row changes: no evidence
+    assert parse_reading("4096:head") == (4096, "head")
+    for bad in ("4096", "head:4096", "512:tail"):
+        with pytest.raises(argparse.ArgumentTypeError, match="MAX_LENGTH:TRUNCATION"):
+            parse_reading(bad)
+
+
+def test_long_reviews_picks_the_texts_that_do_not_fit_one_window(monkeypatch, tiny_classifier_dir):
+    monkeypatch.syspath_prepend(str(BENCH))
+    from long_reviews import longer_than_window
+
+    from llmclf.predict import Classifier
+
+    classifier = Classifier.from_pretrained(str(tiny_classifier_dir))  # 64-token windows
+    room = classifier.prompt.room(classifier.max_length)
+    tokens = [len(classifier.prompt.text_ids(classifier.tokenizer, "word " * n)) for n in range(4 * room)]
+    longest_fit = max(n for n, count in enumerate(tokens) if count <= room)  # the window's edge, both sides
+    fits, just_fits, just_over = "word " * 10, "word " * longest_fit, "word " * (longest_fit + 1)
+    assert list(longer_than_window(classifier, [fits, just_fits, just_over, "", fits * 20])) == [2, 4]
+    classifier.max_length = 4096
+    assert list(longer_than_window(classifier, [fits, just_fits, just_over, fits * 20])) == []
