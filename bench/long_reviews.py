@@ -11,7 +11,7 @@ them. Reviews that fit one window are read identically either way, so the model'
     python bench/long_reviews.py --readings 4096:head 1024:chunks     # 11-16 min a reading on 2 cores (748 reviews)
     python bench/long_reviews.py --model runs/imdb-sentiment --tag run135   # another trained model
 
-Writes bench/results/long_reviews-<date>.json as it goes.
+Writes bench/results/long_reviews[-TAG]-<date>.json as it goes.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def longer_than_window(classifier, texts: list[str]) -> np.ndarray:
     return np.flatnonzero([len(classifier.prompt.text_ids(classifier.tokenizer, t)) > room for t in texts])
 
 
-def paired(labels: np.ndarray, baseline_right: np.ndarray, right: np.ndarray) -> dict:
+def paired(baseline_right: np.ndarray, right: np.ndarray) -> dict:
     """Gains and losses of a reading against the baseline on the same rows, and the one-sided sign test's p-value
     of the gains (1.0 where no row changes)."""
     from scipy.stats import binomtest
@@ -52,13 +52,13 @@ def paired(labels: np.ndarray, baseline_right: np.ndarray, right: np.ndarray) ->
             "sign_test_p_value": round(float(p_value), 4)}
 
 
-def validation_right(model: str) -> int:
-    """Held-out reviews the model gets right as it runs by default: its metrics.json (`llmclf evaluate`
-    reproduces it on the same split)."""
+def validation_right(model: str, reviews: int) -> int | None:
+    """Held-out reviews the model gets right as it runs by default, from its metrics.json (`llmclf evaluate`
+    reproduces it on the same split); None when the model was validated on other data."""
     from llmclf.artifacts import read_metrics
 
-    validation = read_metrics(model)["validation"]
-    return round(validation["accuracy"] * validation["n"])
+    validation = (read_metrics(model) or {}).get("validation") or {}
+    return round(validation["accuracy"] * reviews) if validation.get("n") == reviews else None
 
 
 def score(classifier, texts: list[str], labels: np.ndarray) -> tuple[np.ndarray, float]:
@@ -98,9 +98,10 @@ def main() -> None:
         classifier.max_length, classifier.truncation = max_length, truncation
         right, seconds = score(classifier, long_texts, long_labels)
         row = {"max_length": max_length, "truncation": truncation,
-               **paired(long_labels, baseline_right, right), "seconds": round(seconds, 1)}
-        if not args.limit:  # every review that fits a window is read alike: only the long ones change
-            row["all_reviews_right_estimate"] = validation_right(args.model) + row["gains"] - row["losses"]
+               **paired(baseline_right, right), "seconds": round(seconds, 1)}
+        known = None if args.limit else validation_right(args.model, len(texts))
+        if known is not None:  # every review that fits a window is read alike: only the long ones change
+            row["all_reviews_right_estimate"] = known + row["gains"] - row["losses"]
         result["readings"].append(row)
         print(json.dumps(row), flush=True)
         write_result("-".join(filter(None, ["long_reviews", args.tag])), result, args.results_dir)

@@ -343,21 +343,25 @@ def test_shipped_run_trains_in_the_background_snapshots_each_checkpoint_and_ship
     assert result.with_suffix(".png").is_file()
 
 
-def test_long_reviews_compares_readings_pair_by_pair(monkeypatch):
+def test_long_reviews_compares_readings_pair_by_pair(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(BENCH))
     import argparse
 
-    from long_reviews import paired, parse_reading
+    from long_reviews import paired, parse_reading, validation_right
 
-    labels = np.array([1, 0, 1, 1, 0, 1])
     baseline = np.array([True, True, False, False, False, True])
     other = np.array([True, False, True, True, True, True])  # three gains, one loss
-    assert paired(labels, baseline, other) == {"right": 5, "gains": 3, "losses": 1, "sign_test_p_value": 0.3125}
-    assert paired(labels, baseline, baseline)["sign_test_p_value"] == 1.0  # no row changes: no evidence
+    assert paired(baseline, other) == {"right": 5, "gains": 3, "losses": 1, "sign_test_p_value": 0.3125}
+    assert paired(baseline, baseline)["sign_test_p_value"] == 1.0  # no row changes: no evidence
     assert parse_reading("4096:head") == (4096, "head")
     for bad in ("4096", "head:4096", "512:tail"):
         with pytest.raises(argparse.ArgumentTypeError, match="MAX_LENGTH:TRUNCATION"):
             parse_reading(bad)
+    # the estimate on all held-out reviews starts from metrics.json, only where it was validated on as many
+    (tmp_path / "metrics.json").write_text(json.dumps({"validation": {"n": 10, "accuracy": 0.9}}))
+    assert validation_right(str(tmp_path), 10) == 9
+    assert validation_right(str(tmp_path), 5000) is None
+    assert validation_right(str(tmp_path / "missing"), 10) is None
 
 
 def test_long_reviews_picks_the_texts_that_do_not_fit_one_window(monkeypatch, tiny_classifier_dir):
