@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU speed suite, in one command for a fresh GPU machine that has torch and transformers but not the
-# default backbone, the IMDb reviews or gguf (bench/gpu_prepare.sh builds those into carries, three now):
+# default backbone, the IMDb reviews or gguf (bench/gpu_prepare.sh builds those into as many carries as fit):
 #
 #   call 1:  bash bench/gpu_suite.sh --receive    (carry gpu-carry/part1) keeps part1 in /tmp/llmclf-gpu and
 #            writes the machine's pip list and a check of the packages llmclf needs to $OUT (with --parts 3 or
